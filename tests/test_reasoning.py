@@ -1,0 +1,93 @@
+"""The Thinking / Final Response parser against real model outputs, whole and streamed."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from inference.reasoning import ReasoningStream, split_reasoning
+
+SAMPLES = json.loads(
+    (Path(__file__).resolve().parents[2] / "shared/data/huatuo_samples.json").read_text()
+)
+
+
+def _feed_in_chunks(text: str, sizes) -> ReasoningStream:
+    stream = ReasoningStream()
+    pos = 0
+    while pos < len(text):
+        size = next(sizes)
+        stream.feed(text[pos : pos + size])
+        pos += size
+    return stream
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s["id"] for s in SAMPLES])
+def test_every_shared_sample_splits_as_expected(sample):
+    expected = sample["expected"]
+    got = split_reasoning(sample["raw_output"], truncated=sample["stopped_by_length"])
+    assert got.thinking == expected["thinking"]
+    assert got.answer == expected["final_response"]
+    assert got.complete == expected["complete"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s["id"] for s in SAMPLES])
+def test_streaming_equals_whole_text_for_random_chunking(sample):
+    text, truncated = sample["raw_output"], sample["stopped_by_length"]
+    whole = split_reasoning(text, truncated=truncated)
+    rng = random.Random(sample["id"])
+    for max_size in (1, 2, 3, 7, 16, 64, 500):
+        sizes = iter(lambda: rng.randint(1, max_size), None)
+        assert _feed_in_chunks(text, sizes).result(truncated) == whole
+
+
+def test_headers_split_across_chunks_at_every_position():
+    text = "assistant\n## Thinking\n\nFirst idea.\n\n## Final Response\n\nThe answer."
+    whole = split_reasoning(text)
+    assert whole.thinking == "First idea." and whole.answer == "The answer." and whole.complete
+    for cut in range(1, len(text)):
+        stream = ReasoningStream()
+        stream.feed(text[:cut])
+        stream.feed(text[cut:])
+        assert stream.result() == whole, cut
+
+
+def test_phase_follows_the_headers_as_they_arrive():
+    stream = ReasoningStream()
+    assert stream.phase == "start"
+    stream.feed("## Thin")
+    assert stream.phase == "start"
+    stream.feed("king\n\nLet me think")
+    assert stream.phase == "thinking"
+    stream.feed(".\n\n## Final Resp")
+    assert stream.phase == "thinking"
+    stream.feed("onse\n\nIt is")
+    assert stream.phase == "answer"
+    assert stream.result() == split_reasoning(stream.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "thinking", "answer", "complete"),
+    [
+        ("# thinking:\nhmm\n#### FINAL RESPONSE:\nYes.", "hmm", "Yes.", True),
+        ("## Thinking\n\nstill going", "still going", "", False),
+        ("Plain answer, no headers.", "", "Plain answer, no headers.", True),
+        ("## Thinking\nA\n## Final Response\nB\n## Final Response\nC", "A\n\nB", "C", True),
+        ("## Thinking\nA\n## Final Response\n\n", "A", "", False),
+        ("Thinking about it\nno header here", "", "Thinking about it\nno header here", True),
+        ("## Thinking about ## Final Response\nx", "## Thinking about", "x", True),
+        ("", "", "", False),
+    ],
+)
+def test_edge_cases(text, thinking, answer, complete):
+    got = split_reasoning(text)
+    assert (got.thinking, got.answer, got.complete) == (thinking, answer, complete)
+    assert _feed_in_chunks(text, iter(lambda: 1, None)).result() == got
+
+
+def test_truncation_marks_a_headerless_answer_incomplete():
+    assert split_reasoning("Sepsis is a", truncated=True).complete is False
+    assert split_reasoning("Sepsis is a", truncated=False).complete is True
