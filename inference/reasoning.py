@@ -1,11 +1,12 @@
 """Split HuatuoGPT-o1 output into its thinking and its final response (design.md §5).
 
-The model writes ``## Thinking`` then ``## Final Response``. Real outputs bend that format: leaked
-template text before the first header, ``##Thinking`` without a space, a second Final Response header
-after more reasoning, output cut off by the token limit, or no headers at all (other models). The rules:
+The model writes ``## Thinking`` then ``## Final Response``. Real outputs bend that format:
+leaked template text before the first header, ``##Thinking`` without a space, a second Final
+Response header after more reasoning, output cut off by the token limit, or no headers at all
+(other models). The rules:
 
-- a header is 1-4 ``#``, optional spaces, ``Thinking`` or ``Final Response`` in any case, an optional
-  colon, then the end of its line;
+- a header is 1-4 ``#``, optional spaces, ``Thinking`` or ``Final Response`` in any case, an
+  optional colon, then the end of its line;
 - the answer follows the *last* Final Response header; everything between the first Thinking header
   before it and that header is thinking, earlier Final Response headers cut out (text before the
   Thinking header is dropped as leakage);
@@ -55,7 +56,9 @@ def _assemble(
     last_start, last_end = finals[-1]
     start = thinking[1] if thinking is not None and thinking[0] < last_start else 0
     pieces, pos = [], start
-    for header_start, header_end in finals[:-1]:  # earlier Final headers: reasoning went on after them
+    for header_start, header_end in finals[
+        :-1
+    ]:  # earlier Final headers: reasoning went on after them
         if header_start >= start:
             pieces.append(text[pos:header_start])
             pos = header_end

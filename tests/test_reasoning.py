@@ -40,7 +40,7 @@ def test_streaming_equals_whole_text_for_random_chunking(sample):
     whole = split_reasoning(text, truncated=truncated)
     rng = random.Random(sample["id"])
     for max_size in (1, 2, 3, 7, 16, 64, 500):
-        sizes = iter(lambda: rng.randint(1, max_size), None)
+        sizes = iter(lambda size=max_size: rng.randint(1, size), None)
         assert _feed_in_chunks(text, sizes).result(truncated) == whole
 
 

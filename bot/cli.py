@@ -1,0 +1,167 @@
+"""`huatuo-bot`: ask, chat, demo and check (design.md §4)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot import console
+from bot.config import ConfigError, Settings
+from bot.core.service import AnswerService
+from bot.engines import make_engine, model_spec
+from inference.loading import ModelNotFound
+
+DEMO_QUESTIONS = Path(__file__).with_name("demo_questions.jsonl")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="huatuo-bot", description="HuatuoGPT-o1 medical answers, with the reasoning shown."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_model(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--model", help="overrides HUATUO_MODEL (auto, builtin:smollm2, ...)")
+        sub.add_argument("--max-new-tokens", type=int, help="overrides HUATUO_MAX_NEW_TOKENS")
+        return sub
+
+    ask = with_model(commands.add_parser("ask", help="answer one question"))
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    with_model(commands.add_parser("chat", help="an interactive conversation"))
+    demo = with_model(commands.add_parser("demo", help="answer the demo questions at once"))
+    demo.add_argument(
+        "questions",
+        nargs="?",
+        type=Path,
+        default=DEMO_QUESTIONS,
+        help='a JSONL file of {"question": ...} rows',
+    )
+    commands.add_parser("check", help="say which settings are missing or wrong")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    overrides = {
+        "model": getattr(args, "model", None),
+        "max_new_tokens": getattr(args, "max_new_tokens", None),
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return (
+        Settings.model_validate({**settings.model_dump(), **overrides}) if overrides else settings
+    )
+
+
+def _with_service(
+    settings: Settings, work: Callable[[AnswerService], Coroutine[Any, Any, int]]
+) -> int:
+    """Load the engine, run `work` with a service on it, shut the engine down cleanly."""
+
+    async def main() -> int:
+        engine = make_engine(settings)
+        await engine.start()
+        service = AnswerService(
+            engine,
+            settings.sampling,
+            system_prompt=settings.system_prompt,
+            max_question_chars=settings.max_question_chars,
+            answer_timeout=settings.answer_timeout,
+        )
+        try:
+            return await work(service)
+        finally:
+            await engine.close(grace=0)
+
+    return asyncio.run(main())
+
+
+def check(settings_factory: Callable[[], Settings] = Settings) -> int:
+    """Print one line per check; non-zero exit when the bot cannot start."""
+    problems: list[str] = []
+    try:
+        settings = settings_factory()
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"✗ {error['loc'][0]}: {error['msg']}")
+        return 2
+    try:
+        spec = model_spec(settings)
+        note = " (demo model: not medically reliable)" if spec.is_demo else ""
+        if not spec.cached:
+            note = " (not on this machine yet: it will be downloaded at the first start)"
+        print(f"✓ model: {spec.name}{note}")
+    except ModelNotFound as exc:
+        problems.append(f"model: {exc}")
+    if settings.backend != "local":
+        problems.append(
+            f"backend: HUATUO_BACKEND={settings.backend} is not available yet; use local"
+        )
+    platforms = []
+    if settings.slack_bot_token:
+        if settings.slack_app_token or settings.slack_signing_secret:
+            mode = "Socket Mode" if settings.slack_app_token else "HTTP mode"
+            platforms.append(f"Slack ({mode})")
+        else:
+            problems.append(
+                "slack: SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor "
+                "SLACK_SIGNING_SECRET (HTTP mode)"
+            )
+    if settings.discord_bot_token:
+        platforms.append("Discord")
+    if platforms:
+        print(f"✓ platforms: {', '.join(platforms)}")
+    elif not any(p.startswith("slack") for p in problems):
+        problems.append(
+            "platforms: none configured. Set SLACK_BOT_TOKEN with SLACK_APP_TOKEN or "
+            "SLACK_SIGNING_SECRET for Slack, and/or DISCORD_BOT_TOKEN for Discord "
+            "(see .env.example). `huatuo-bot ask` works without any."
+        )
+    for problem in problems:
+        print(f"✗ {problem}")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `huatuo-bot` command."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "check":
+        return check()
+    try:
+        settings = _settings(args)
+        if args.command == "ask":
+            return _with_service(
+                settings, lambda s: console.ask(s, args.question, args.json, settings.disclaimer)
+            )
+        if args.command == "chat":
+            return _with_service(settings, lambda s: console.chat(s, settings.disclaimer))
+        questions = [
+            json.loads(line)["question"]
+            for line in args.questions.read_text().splitlines()
+            if line.strip()
+        ]
+        return _with_service(settings, lambda s: console.demo(s, questions, settings.disclaimer))
+    except (ModelNotFound, ConfigError) as exc:
+        print(f"huatuo-bot: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"huatuo-bot: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Settings from the environment and `.env` (every one is listed in `.env.example`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference.engine import SamplingParams
+
+
+class Settings(BaseSettings):
+    """Field names are the environment variables in lower case (`model` is `HUATUO_MODEL`)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    model: str = Field("auto", validation_alias="HUATUO_MODEL")
+    backend: Literal["local", "openai"] = Field("local", validation_alias="HUATUO_BACKEND")
+    openai_base_url: str | None = Field(None, validation_alias="HUATUO_OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(None, validation_alias="HUATUO_OPENAI_API_KEY")
+    max_new_tokens: int = Field(2048, ge=1, le=32768, validation_alias="HUATUO_MAX_NEW_TOKENS")
+    temperature: float = Field(0.5, ge=0.0, le=2.0, validation_alias="HUATUO_TEMPERATURE")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")
+    system_prompt: str | None = Field(None, validation_alias="HUATUO_SYSTEM_PROMPT")
+    http_port: int = Field(8080, ge=0, le=65535, validation_alias="HUATUO_HTTP_PORT")
+    max_batch: int = Field(16, ge=1, le=256, validation_alias="HUATUO_MAX_BATCH")
+    max_queue: int = Field(64, ge=0, validation_alias="HUATUO_MAX_QUEUE")
+    max_question_chars: int = Field(8000, ge=1, validation_alias="HUATUO_MAX_QUESTION_CHARS")
+    answer_timeout: float = Field(600.0, gt=0, validation_alias="HUATUO_ANSWER_TIMEOUT")
+    disclaimer: str = Field(
+        "_HuatuoGPT-o1 is an AI model: check its answers before acting on them; "
+        "it is not a substitute for clinical judgement._",
+        validation_alias="HUATUO_DISCLAIMER",
+    )
+
+    slack_bot_token: str | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str | None = Field(None, validation_alias="SLACK_API_URL")
+    discord_bot_token: str | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
+    discord_api_base: str | None = Field(None, validation_alias="DISCORD_API_BASE")
+    discord_gateway_url: str | None = Field(None, validation_alias="DISCORD_GATEWAY_URL")
+
+    @field_validator("system_prompt", "openai_base_url", "openai_api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.max_new_tokens, self.temperature, self.top_p)
+
+
+class ConfigError(Exception):
+    """The settings cannot work; the message says which one and how to fix it."""

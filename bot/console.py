@@ -1,0 +1,118 @@
+"""The terminal adapter: `huatuo-bot ask`, `chat` and `demo`, on the chat apps' service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from typing import TextIO
+
+from bot.core import texts
+from bot.core.events import Answer, ConversationRef, Progress, Question
+from bot.core.service import AnswerService
+from inference.engine import Message
+
+DIM, BOLD, RESET = "\033[2m", "\033[1m", "\033[0m"
+
+
+class ConsoleReply:
+    """Prints progress on one status line (when a terminal shows it) and the answer at the end."""
+
+    def __init__(self, out: TextIO = sys.stdout, status: TextIO | None = sys.stderr) -> None:
+        self.out = out
+        self.status = status if status is not None and status.isatty() else None
+        self.color = out.isatty()
+        self.answer: Answer | None = None
+        self.error: str | None = None
+
+    def _clear_status(self) -> None:
+        if self.status:
+            self.status.write("\r\033[K")
+            self.status.flush()
+
+    async def progress(self, progress: Progress) -> None:
+        if self.status:
+            self.status.write(f"\r\033[K{texts.progress_text(progress)}")
+            self.status.flush()
+
+    async def deliver(self, answer: Answer) -> None:
+        self._clear_status()
+        self.answer = answer
+
+    async def fail(self, message: str) -> None:
+        self._clear_status()
+        self.error = message
+
+    def print_answer(self, disclaimer: str = "") -> None:
+        """Thinking (dimmed) before the final response, as the chat apps show it in the thread."""
+        if self.error is not None:
+            print(self.error, file=sys.stderr)
+            return
+        assert self.answer is not None
+        dim, bold, reset = (DIM, BOLD, RESET) if self.color else ("", "", "")
+        if self.answer.thinking:
+            print(f"{bold}{texts.thinking_title(self.answer)}{reset}", file=self.out)
+            print(f"{dim}{self.answer.thinking}{reset}\n", file=self.out)
+        print(f"{bold}Final response{reset}", file=self.out)
+        print(texts.answer_text(self.answer, disclaimer), file=self.out)
+        print(
+            f"{dim}({self.answer.model}, {self.answer.tokens} tokens, "
+            f"{self.answer.seconds:.1f} s){reset}",
+            file=self.out,
+        )
+
+    def json(self) -> str:
+        if self.answer is None:
+            return json.dumps(
+                {"error": self.error, "answer": "", "thinking": "", "complete": False}
+            )
+        return json.dumps(asdict(self.answer), ensure_ascii=False)
+
+
+def console_question(text: str, history: tuple[Message, ...] = ()) -> Question:
+    return Question(
+        text=text,
+        author="console",
+        conversation=ConversationRef("console", "terminal"),
+        origin="console",
+        history=history,
+    )
+
+
+async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: str) -> int:
+    reply = ConsoleReply(status=None if as_json else sys.stderr)
+    await service.answer(console_question(question), reply)
+    if as_json:
+        print(reply.json())
+    else:
+        reply.print_answer(disclaimer)
+    return 0 if reply.answer is not None else 1
+
+
+async def chat(service: AnswerService, disclaimer: str, stdin: TextIO = sys.stdin) -> int:
+    """A conversation in the terminal: each answer's final response becomes history."""
+    history: tuple[Message, ...] = ()
+    print("Ask a medical question (an empty line or Ctrl-D ends the chat).", file=sys.stderr)
+    while True:
+        print("> ", end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        if not line.strip():
+            return 0
+        reply = ConsoleReply()
+        await service.answer(console_question(line.strip(), history), reply)
+        reply.print_answer(disclaimer)
+        if reply.answer is not None and reply.answer.answer:
+            history += (Message("user", line.strip()), Message("assistant", reply.answer.answer))
+
+
+async def demo(service: AnswerService, questions: list[str], disclaimer: str) -> int:
+    """Ask every question at once (the engine batches them) and print the answers in order."""
+    replies = [ConsoleReply(status=None) for _ in questions]
+    await asyncio.gather(
+        *(service.answer(console_question(q), r) for q, r in zip(questions, replies, strict=True))
+    )
+    for number, (question, reply) in enumerate(zip(questions, replies, strict=True), start=1):
+        print(f"\n=== Question {number}: {question}\n")
+        reply.print_answer(disclaimer)
+    return 0 if all(r.answer is not None for r in replies) else 1

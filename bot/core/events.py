@@ -1,0 +1,57 @@
+"""Platform-neutral events: what was asked, where, and what came back."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from inference.engine import Message
+
+Platform = Literal["console", "slack", "discord"]
+Origin = Literal["mention", "dm", "slash", "follow-up", "console"]
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """Where a question was asked: the thread to answer in (None: a new one under the question)."""
+
+    platform: Platform
+    channel: str
+    thread: str | None = None
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question from one person; `history` holds earlier questions and final answers only."""
+
+    text: str
+    author: str
+    conversation: ConversationRef
+    origin: Origin
+    history: tuple[Message, ...] = ()
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the placeholder shows while an answer is being made."""
+
+    state: Literal["waiting", "thinking", "answering"]
+    position: int | None = None  # place in the waiting line, 1 = next
+    tokens: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The model's final response and its thinking, ready to deliver."""
+
+    answer: str
+    thinking: str
+    complete: bool
+    truncated: bool
+    model: str
+    request_id: str
+    tokens: int = 0
+    seconds: float = 0.0

@@ -1,0 +1,140 @@
+"""One question through admission, inference, progress and delivery (design.md §3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal, Protocol
+
+from bot.core import texts
+from bot.core.adapter import Reply
+from bot.core.events import Answer, Progress, Question
+from inference.engine import (
+    EngineError,
+    Generation,
+    GenerationRequest,
+    SamplingParams,
+)
+from inference.prompts import build_messages
+from inference.reasoning import ReasoningStream
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["answered", "refused", "failed", "timeout"]
+
+
+class Engine(Protocol):
+    model_name: str
+
+    def submit(self, request: GenerationRequest) -> Generation: ...
+
+
+class AnswerService:
+    """Takes a Question to its Reply; never leaves the asker without a message."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        sampling: SamplingParams,
+        *,
+        system_prompt: str | None = None,
+        max_question_chars: int = 8000,
+        answer_timeout: float = 600.0,
+        progress_interval: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.sampling = sampling
+        self.system_prompt = system_prompt
+        self.max_question_chars = max_question_chars
+        self.answer_timeout = answer_timeout
+        self.progress_interval = progress_interval
+
+    def refusal(self, question: Question) -> str | None:
+        """Why this question cannot be taken, or None."""
+        text = question.text.strip()
+        if not text:
+            return texts.EMPTY_QUESTION
+        if len(text) > self.max_question_chars:
+            return texts.too_long(len(text), self.max_question_chars)
+        return None
+
+    async def answer(self, question: Question, reply: Reply) -> Outcome:
+        if (reason := self.refusal(question)) is not None:
+            await reply.fail(reason)
+            return "refused"
+        messages = build_messages(question.text.strip(), question.history, self.system_prompt)
+        request = GenerationRequest(messages, self.sampling, question.request_id)
+        try:
+            generation = self.engine.submit(request)
+        except EngineError as exc:
+            log.info("request %s refused: %s", question.request_id, type(exc).__name__)
+            await reply.fail(f"Sorry, I can't take this question right now: {exc}")
+            return "refused"
+        try:
+            return await self._follow(question, generation, reply)
+        finally:
+            generation.cancel()  # no-op once finished; frees the slot if we left early
+
+    async def _follow(self, question: Question, generation: Generation, reply: Reply) -> Outcome:
+        started = time.monotonic()
+        stream = ReasoningStream()
+        last_progress: Progress | None = None
+        last_sent = 0.0
+        if generation.queue_position is not None:  # tell a waiting asker their place at once
+            last_progress, last_sent = self._progress(generation, stream, 0.0), started
+            await self._safe_progress(reply, last_progress, question.request_id)
+        try:
+            async for chunk in generation.chunks_or_ticks(self.progress_interval):
+                now = time.monotonic()
+                if now - started > self.answer_timeout:
+                    log.info("request %s timed out", question.request_id)
+                    await reply.fail(texts.TIMEOUT)
+                    return "timeout"
+                if chunk:
+                    stream.feed(chunk)
+                progress = self._progress(generation, stream, now - started)
+                if now - last_sent >= self.progress_interval and progress != last_progress:
+                    await self._safe_progress(reply, progress, question.request_id)
+                    last_progress, last_sent = progress, now
+        except EngineError as exc:
+            log.warning("request %s failed: %s", question.request_id, exc)
+            await reply.fail(f"Sorry, something went wrong while answering: {exc}")
+            return "failed"
+        truncated = generation.finish_reason == "length"
+        result = stream.result(truncated=truncated)
+        stats = generation.stats
+        answer = Answer(
+            answer=result.answer,
+            thinking=result.thinking,
+            complete=result.complete,
+            truncated=truncated,
+            model=self.engine.model_name,
+            request_id=question.request_id,
+            tokens=stats.completion_tokens,
+            seconds=time.monotonic() - started,
+        )
+        log.info(
+            "request %s answered: %d tokens in %.1f s, complete=%s",
+            question.request_id,
+            answer.tokens,
+            answer.seconds,
+            answer.complete,
+        )
+        await reply.deliver(answer)
+        return "answered"
+
+    @staticmethod
+    def _progress(generation: Generation, stream: ReasoningStream, elapsed: float) -> Progress:
+        if generation.queue_position is not None:
+            return Progress("waiting", position=generation.queue_position)
+        state = "answering" if stream.phase == "answer" else "thinking"
+        tokens = generation.stats.completion_tokens
+        return Progress(state, tokens=tokens, elapsed=round(elapsed))
+
+    @staticmethod
+    async def _safe_progress(reply: Reply, progress: Progress, request_id: str) -> None:
+        """A failed placeholder edit must not cost the asker the answer."""
+        try:
+            await reply.progress(progress)
+        except Exception:
+            log.warning("request %s: progress update failed", request_id, exc_info=True)

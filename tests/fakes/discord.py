@@ -1,0 +1,844 @@
+"""A fake Discord REST API and gateway on 127.0.0.1 that the real discord.py client talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from aiohttp import WSMsgType, web
+
+JSON = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API = "/api/v10"
+DISCORD_EPOCH_MS = 1_420_070_400_000
+LOADING, EPHEMERAL, HAS_THREAD = 128, 64, 32
+_OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Bytes, not text: aiohttp would append "; charset=utf-8", and discord.py wants exactly
+    # "application/json" before it parses a body.
+    body = json.dumps(data).encode()
+    return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+
+def _role(role_id: str, name: str, permissions: discord.Permissions, position: int) -> JSON:
+    return {
+        "id": role_id,
+        "name": name,
+        "permissions": str(permissions.value),
+        "position": position,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+
+
+class DiscordError(Exception):
+    """An API error reply (status, Discord error code, message) raised inside a route handler."""
+
+    def __init__(self, status: int, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+@dataclass
+class Upload:
+    """One file part of a multipart request (`files[n]`)."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Call:
+    """One REST request: path without /api/v10, JSON body (or multipart `payload_json`), files."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    files: list[Upload]
+    status: int = 0  # 0 until answered
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Thread:
+    """A thread the client created, with the message it was started from (None if standalone)."""
+
+    channel: JSON
+    starter: JSON | None
+
+
+@dataclass
+class _Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    retry_after: float
+
+    def response(self) -> web.Response:
+        if self.status != 429:
+            return _json({"message": "injected failure", "code": 0}, self.status)
+        headers = {
+            "Retry-After": str(math.ceil(self.retry_after)),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + self.retry_after:.3f}",
+            "X-RateLimit-Reset-After": f"{self.retry_after:.3f}",
+            "X-RateLimit-Scope": "user",
+            "Via": "1.1 google",  # without it discord.py takes a 429 for a Cloudflare ban
+        }
+        body = {"message": "You are being rate limited.", "retry_after": self.retry_after}
+        return _json({**body, "global": False, "code": 0}, 429, headers)
+
+
+async def _read_body(request: web.Request) -> tuple[Any, list[Upload]]:
+    if request.content_type == "multipart/form-data":
+        payload, files = None, []
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            data = await part.read()  # type: ignore[union-attr]
+            if part.name == "payload_json":
+                payload = json.loads(data)
+            else:
+                ctype = part.headers.get("Content-Type", "")
+                files.append(Upload(part.name or "", part.filename or "", ctype, bytes(data)))
+        return payload, files
+    if request.content_type == "application/json" and request.can_read_body:
+        return await request.json(), []
+    return None, []
+
+
+def _check_content(body: JSON, call: Call, *, allow_empty: bool = False) -> None:
+    if not (allow_empty or body.get("content") or body.get("embeds") or call.files):
+        raise DiscordError(400, "Cannot send an empty message", 50006)
+    if len(body.get("content") or "") > 2000:
+        raise DiscordError(400, "Invalid Form Body: content must be 2000 or fewer long", 50035)
+
+
+CALL = web.RequestKey("call", Call)
+
+
+class FakeDiscord:
+    """Fake Discord: REST under /api/v10 plus a JSON gateway; records every call and heartbeat."""
+
+    def __init__(self, *, heartbeat_interval_ms: int = 1000, token: str = "fake-token") -> None:
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.token = token
+        self.port = 0
+        self._last_id = 0
+        self.users: dict[str, JSON] = {}
+        self.bot_user = self.make_user("huatuo-bot", bot=True)
+        self.application_id: str = self.bot_user["id"]
+        self.human = self.make_user("alice")
+        self.guild_id, self.channel_id = self.new_id(), self.new_id()
+        self.bot_role_id = self.new_id()
+        self.channels: dict[str, JSON] = {
+            self.channel_id: {
+                "id": self.channel_id,
+                "type": 0,
+                "guild_id": self.guild_id,
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "parent_id": None,
+                "topic": None,
+                "nsfw": False,
+                "rate_limit_per_user": 0,
+                "last_message_id": None,
+                "flags": 0,
+            }
+        }
+        self.messages: dict[str, dict[str, JSON]] = {}  # channel id -> message id -> message
+        self.threads: list[Thread] = []
+        self.interactions: dict[str, JSON] = {}  # by token
+        self.originals: dict[str, JSON] = {}  # interaction token -> original response message
+        self.commands: dict[str, list[JSON]] = {}  # "global" or guild id -> synced commands
+        self.calls: list[Call] = []
+        self.heartbeats: list[float] = []  # time.monotonic() of each op 1
+        self.identifies: list[JSON] = []
+        self.resumes: list[JSON] = []
+        self.gateway_urls: list[str] = []  # path and query of each gateway connection
+        self.session_id = ""
+        self._seq = 0
+        self._ws: web.WebSocketResponse | None = None
+        self._live = asyncio.Event()  # a session is READY/RESUMED on self._ws
+        self._acked: set[str] = set()
+        self._faults: list[_Fault] = []
+        self._dms: dict[str, str] = {}  # user id -> DM channel id
+        self._runner: web.AppRunner | None = None
+        self._exit = ExitStack()
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:port of the running server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on an ephemeral 127.0.0.1 port."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/gateway-resume", self._gateway)
+        for method, path, handler in self._routes():
+            app.router.add_route(method, API + path, handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Close the gateway socket and the server."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @contextmanager
+    def patched(self) -> Iterator[None]:
+        """Point discord.py's `Route.BASE` and `DEFAULT_GATEWAY` here; restore them on exit."""
+        ws_cls = discord.gateway.DiscordWebSocket
+        saved = discord.http.Route.BASE, ws_cls.DEFAULT_GATEWAY
+        discord.http.Route.BASE = self.base_url + API
+        ws_cls.DEFAULT_GATEWAY = yarl.URL(f"ws://127.0.0.1:{self.port}/gateway")
+        try:
+            yield
+        finally:
+            discord.http.Route.BASE, ws_cls.DEFAULT_GATEWAY = saved
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        self._exit.enter_context(self.patched())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._exit.close()
+        await self.stop()
+
+    @asynccontextmanager
+    async def running(self, client: discord.Client, timeout: float = 10.0) -> AsyncIterator[None]:
+        """Start `client` against this fake, wait for on_ready, and close it cleanly on exit."""
+        async with client:
+            task = asyncio.create_task(client.start(self.token))
+            ready = asyncio.create_task(client.wait_until_ready())
+            try:
+                done, _ = await asyncio.wait(
+                    {task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ready not in done:
+                    if task.done():
+                        task.result()  # raises the client's startup error
+                    raise TimeoutError(f"client not ready after {timeout}s")
+                yield
+            finally:
+                ready.cancel()
+                await client.close()
+                await task
+
+    # -- test-side API
+
+    def new_id(self) -> str:
+        """A fresh snowflake (as a string), strictly increasing."""
+        now = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        self._last_id = max(self._last_id + 1, now)
+        return str(self._last_id)
+
+    def make_user(self, username: str, *, bot: bool = False) -> JSON:
+        """Create and register a user object (a human unless `bot`)."""
+        user_id = self.new_id()
+        self.users[user_id] = {
+            "id": user_id,
+            "username": username,
+            "discriminator": "0",
+            "global_name": username,
+            "avatar": None,
+            "bot": bot,
+            "public_flags": 0,
+        }
+        return self.users[user_id]
+
+    def channel_messages(self, channel_id: str) -> list[JSON]:
+        """Current messages of a channel, oldest first, edits applied and deletions removed."""
+        return list(self.messages.get(channel_id, {}).values())
+
+    def dm_channel_id(self, user: JSON) -> str:
+        """The id of the DM channel between the bot and `user` (created on first use)."""
+        if user["id"] not in self._dms:
+            cid = self._dms[user["id"]] = self.new_id()
+            self.channels[cid] = {
+                "id": cid,
+                "type": 1,
+                "recipients": [user],
+                "last_message_id": None,
+                "flags": 0,
+            }
+        return self._dms[user["id"]]
+
+    def calls_to(self, method: str, path_regex: str) -> list[Call]:
+        """Recorded calls with this method whose path matches `path_regex` (re.search)."""
+        pattern = re.compile(path_regex)
+        return [c for c in self.calls if c.method == method and pattern.search(c.path)]
+
+    async def wait_for_calls(
+        self, method: str, path_regex: str, count: int = 1, timeout: float = 5.0
+    ) -> list[Call]:
+        """Wait until at least `count` matching calls were answered; return them all."""
+        async with asyncio.timeout(timeout):
+            while len(calls := [c for c in self.calls_to(method, path_regex) if c.status]) < count:
+                await asyncio.sleep(0.01)
+        return calls
+
+    def fail_next(
+        self, method: str, path_regex: str, status: int = 429, retry_after: float = 0.2
+    ) -> None:
+        """Answer the next matching request with `status` (429: Discord's rate-limit reply)."""
+        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, retry_after))
+
+    async def dispatch(self, event: str, data: JSON, timeout: float = 5.0) -> None:
+        """Send a DISPATCH once a session is live (after READY or RESUMED)."""
+        await asyncio.wait_for(self._live.wait(), timeout)
+        assert self._ws is not None
+        await self._send_dispatch(self._ws, event, data)
+
+    async def dispatch_message(
+        self,
+        content: str,
+        *,
+        author: JSON | None = None,
+        channel_id: str | None = None,
+        mentions_bot: bool = False,
+        guild: bool = True,
+        message_reference: str | None = None,
+    ) -> JSON:
+        """Store and dispatch a user's MESSAGE_CREATE; `message_reference` is a message id."""
+        author = author or self.human
+        channel_id = channel_id or (self.channel_id if guild else self.dm_channel_id(author))
+        mentions = []
+        if mentions_bot:
+            mention = f"<@{self.bot_user['id']}>"
+            content = content if mention in content else f"{mention} {content}"
+            mentions = [self._mention(channel_id, self.bot_user)]
+        reply = self._reply_fields(channel_id, message_reference)
+        msg = self._message(channel_id, author, content, mentions=mentions, **reply)
+        await self.dispatch("MESSAGE_CREATE", msg)
+        return msg
+
+    async def dispatch_interaction(
+        self,
+        name: str = "ask",
+        options: dict[str, str | int | bool | float] | None = None,
+        *,
+        channel_id: str | None = None,
+        user: JSON | None = None,
+        guild: bool = True,
+    ) -> JSON:
+        """Dispatch an APPLICATION_COMMAND INTERACTION_CREATE for slash command `name`."""
+        user = user or self.human
+        channel_id = channel_id or (self.channel_id if guild else self.dm_channel_id(user))
+        channel = self.channels[channel_id]
+        synced = [c for cmds in self.commands.values() for c in cmds if c["name"] == name]
+        iid = self.new_id()
+        data = {
+            "id": synced[0]["id"] if synced else self.new_id(),
+            "name": name,
+            "type": 1,
+            "options": [
+                {"name": k, "type": _OPTION_TYPES[type(v)], "value": v}
+                for k, v in (options or {}).items()
+            ],
+        }
+        interaction = {
+            "id": iid,
+            "application_id": self.application_id,
+            "type": 2,
+            "version": 1,
+            "token": f"token-{iid}",
+            "channel_id": channel["id"],
+            "channel": channel,
+            "data": data,
+            "app_permissions": str(discord.Permissions.all().value),
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 8 * 1024 * 1024,
+            "context": 0 if guild else 1,
+            "authorizing_integration_owners": {"0": self.guild_id} if guild else {"1": user["id"]},
+        }
+        if guild:
+            member = {**self._member(user), "permissions": str(discord.Permissions.text().value)}
+            interaction |= {"guild_id": self.guild_id, "guild_locale": "en-US", "member": member}
+        else:
+            interaction["user"] = user
+        self.interactions[interaction["token"]] = interaction
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def send_reconnect(self) -> None:
+        """Send op 7 RECONNECT: the client drops this socket and RESUMEs on resume_gateway_url."""
+        assert self._ws is not None
+        self._live.clear()
+        await self._ws.send_json({"op": 7, "d": None, "s": None, "t": None})
+
+    # -- payloads
+
+    def _member(self, user: JSON) -> JSON:
+        roles = [self.bot_role_id] if user["id"] == self.bot_user["id"] else []
+        return {
+            "user": user,
+            "roles": roles,
+            "joined_at": _now(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "nick": None,
+            "avatar": None,
+            "premium_since": None,
+            "pending": False,
+        }
+
+    def _guild(self) -> JSON:
+        everyone = discord.Permissions.text() | discord.Permissions(view_channel=True)
+        admin = discord.Permissions(administrator=True)
+        return {
+            "id": self.guild_id,
+            "name": "Fake Clinic",
+            "icon": None,
+            "owner_id": self.human["id"],
+            "unavailable": False,
+            "large": False,
+            "member_count": 2,
+            "joined_at": _now(),
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "presences": [],
+            "voice_states": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "preferred_locale": "en-US",
+            "verification_level": 0,
+            "mfa_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "premium_tier": 0,
+            "nsfw_level": 0,
+            "system_channel_id": None,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "roles": [
+                _role(self.guild_id, "@everyone", everyone, 0),
+                _role(self.bot_role_id, "huatuo", admin, 1),
+            ],
+            "channels": [self.channels[self.channel_id]],
+            "members": [self._member(self.bot_user), self._member(self.human)],
+        }
+
+    def _me(self) -> JSON:
+        return {**self.bot_user, "verified": True, "mfa_enabled": False, "flags": 0}
+
+    def _mention(self, channel_id: str, user: JSON) -> JSON:
+        if "guild_id" not in self.channels[channel_id]:
+            return user
+        return {**user, "member": {k: v for k, v in self._member(user).items() if k != "user"}}
+
+    def _message(self, channel_id: str, author: JSON, content: str, **extra: Any) -> JSON:
+        msg = {
+            "id": self.new_id(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            **extra,
+        }
+        if "guild_id" in self.channels[channel_id]:
+            msg["guild_id"] = self.guild_id
+            msg["member"] = self._mention(channel_id, author)["member"]
+        self.messages.setdefault(channel_id, {})[msg["id"]] = msg
+        return msg
+
+    async def _bot_message(self, channel_id: str, body: JSON, call: Call, **extra: Any) -> JSON:
+        """Store a message the bot sent and tell its gateway session, as Discord does."""
+        msg = self._message(
+            channel_id,
+            self.bot_user,
+            body.get("content") or "",
+            embeds=body.get("embeds") or [],
+            components=body.get("components") or [],
+            flags=body.get("flags") or 0,
+            attachments=self._attachments(call.files),
+            **extra,
+        )
+        if not msg["flags"] & EPHEMERAL:
+            await self._echo("MESSAGE_CREATE", msg)
+        return msg
+
+    def _reply_fields(self, channel_id: str, message_id: str | None) -> JSON:
+        target = self.messages.get(channel_id, {}).get(str(message_id))
+        if target is None:
+            return {}
+        ref = {"type": 0, "message_id": target["id"], "channel_id": channel_id}
+        if "guild_id" in target:
+            ref["guild_id"] = self.guild_id
+        referenced = {k: v for k, v in target.items() if k != "referenced_message"}
+        return {"type": 19, "message_reference": ref, "referenced_message": referenced}
+
+    def _attachments(self, files: list[Upload]) -> list[JSON]:
+        return [
+            {
+                "id": self.new_id(),
+                "filename": f.filename,
+                "size": len(f.data),
+                "content_type": f.content_type,
+                "url": f"{self.base_url}/files/{f.filename}",
+                "proxy_url": f"{self.base_url}/files/{f.filename}",
+            }
+            for f in files
+        ]
+
+    # -- gateway
+
+    async def _send_dispatch(self, ws: web.WebSocketResponse, event: str, data: JSON) -> None:
+        self._seq += 1
+        await ws.send_json({"op": 0, "s": self._seq, "t": event, "d": data})
+
+    async def _echo(self, event: str, data: JSON) -> None:
+        if self._live.is_set() and self._ws is not None:  # dropped while reconnecting
+            with contextlib.suppress(ConnectionError):
+                await self._send_dispatch(self._ws, event, data)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        # discord.py asks for compress=zlib-stream but inflates only binary frames: send text.
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.gateway_urls.append(str(request.rel_url))
+        self._ws = ws
+        hello = {"heartbeat_interval": self.heartbeat_interval_ms}
+        await ws.send_json({"op": 10, "d": hello, "s": None, "t": None})
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await self._on_op(ws, json.loads(msg.data))
+        if self._ws is ws:
+            self._ws = None
+            self._live.clear()
+        return ws
+
+    async def _on_op(self, ws: web.WebSocketResponse, payload: JSON) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        if op == 1:
+            self.heartbeats.append(time.monotonic())
+            await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+        elif op == 2:
+            self.identifies.append(data)
+            self.session_id, self._seq = f"session-{self.new_id()}", 0
+            await self._send_dispatch(
+                ws,
+                "READY",
+                {
+                    "v": 10,
+                    "user": self._me(),
+                    "session_id": self.session_id,
+                    "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway-resume",
+                    "guilds": [{"id": self.guild_id, "unavailable": True}],
+                    "private_channels": [],
+                    "relationships": [],
+                    "application": {"id": self.application_id, "flags": 0},
+                },
+            )
+            await self._send_dispatch(ws, "GUILD_CREATE", self._guild())
+            self._live.set()
+        elif op == 6:
+            self.resumes.append(data)
+            await self._send_dispatch(ws, "RESUMED", {})
+            self._live.set()
+
+    # -- REST
+
+    def _routes(self) -> list[tuple[str, str, Handler]]:
+        ch, msg = "/channels/{cid}", "/channels/{cid}/messages/{mid}"
+        hook, app = "/webhooks/{app}/{token}", "/applications/{app}"
+        return [
+            ("GET", "/gateway", self._get_gateway),
+            ("GET", "/gateway/bot", self._get_gateway),
+            ("GET", "/users/@me", self._get_me),
+            ("GET", "/oauth2/applications/@me", self._get_app),
+            ("GET", "/applications/@me", self._get_app),
+            ("POST", "/users/@me/channels", self._open_dm),
+            ("GET", ch, self._get_channel),
+            ("POST", ch + "/typing", self._no_content),
+            ("GET", ch + "/messages", self._history),
+            ("POST", ch + "/messages", self._create_message),
+            ("POST", ch + "/threads", self._create_thread),
+            ("POST", msg + "/threads", self._create_thread),
+            ("PUT", msg + "/reactions/{emoji}/@me", self._no_content),
+            ("DELETE", msg + "/reactions/{emoji}/@me", self._no_content),
+            ("POST", "/interactions/{iid}/{token}/callback", self._interaction_callback),
+            ("POST", hook, self._followup),
+            ("GET", msg, self._get_message),
+            ("PATCH", msg, self._edit_message),
+            ("DELETE", msg, self._delete_message),
+            ("GET", hook + "/messages/{mid}", self._get_message),  # mid may be "@original"
+            ("PATCH", hook + "/messages/{mid}", self._edit_message),
+            ("DELETE", hook + "/messages/{mid}", self._delete_message),
+            ("GET", app + "/commands", self._get_commands),
+            ("PUT", app + "/commands", self._put_commands),
+            ("GET", app + "/guilds/{gid}/commands", self._get_commands),
+            ("PUT", app + "/guilds/{gid}/commands", self._put_commands),
+        ]
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(API + "/"):
+            return await handler(request)  # the gateway
+        path, body_and_files = request.path.removeprefix(API), await _read_body(request)
+        call = Call(request.method, path, dict(request.query), *body_and_files)
+        self.calls.append(call)
+        request[CALL] = call
+        fault = next(
+            (f for f in self._faults if f.method == call.method and f.path.search(call.path)), None
+        )
+        if fault is not None:
+            self._faults.remove(fault)
+            response: web.StreamResponse = fault.response()
+        else:
+            try:
+                response = await handler(request)
+            except DiscordError as exc:
+                response = _json({"message": exc.message, "code": exc.code}, exc.status)
+            except web.HTTPException as exc:  # no such route or method
+                response = _json({"message": f"{exc.status}: {exc.reason}", "code": 0}, exc.status)
+        call.status = response.status
+        return response
+
+    def _interaction(self, token: str) -> JSON:
+        if token not in self.interactions:
+            raise DiscordError(404, "Unknown Webhook", 10015)
+        return self.interactions[token]
+
+    def _find_message(self, request: web.Request) -> JSON:
+        info = request.match_info
+        if info["mid"] == "@original":
+            found = self.originals.get(info["token"])
+        else:
+            cid = info.get("cid") or self._interaction(info["token"])["channel_id"]
+            found = self.messages.get(cid, {}).get(info["mid"])
+        if found is None:
+            raise DiscordError(404, "Unknown Message", 10008)
+        return found
+
+    async def _no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _get_gateway(self, request: web.Request) -> web.Response:
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        url = f"ws://127.0.0.1:{self.port}/gateway"
+        return _json({"url": url, "shards": 1, "session_start_limit": limit})
+
+    async def _get_me(self, request: web.Request) -> web.Response:
+        return _json(self._me())
+
+    async def _get_app(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "id": self.application_id,
+                "name": "huatuo-bot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.human,
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        user = self.users.get(str((request[CALL].json or {}).get("recipient_id")))
+        if user is None:
+            raise DiscordError(400, "Unknown User", 10013)
+        return _json(self.channels[self.dm_channel_id(user)])
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        if (channel := self.channels.get(request.match_info["cid"])) is None:
+            raise DiscordError(404, "Unknown Channel", 10003)
+        return _json(channel)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        msgs, query = self.channel_messages(request.match_info["cid"]), request.query
+        if "before" in query:
+            msgs = [m for m in msgs if int(m["id"]) < int(query["before"])]
+        if "after" in query:
+            msgs = [m for m in msgs if int(m["id"]) > int(query["after"])]
+        limit = int(query.get("limit", 50))
+        msgs = msgs[:limit] if "after" in query else msgs[-limit:]
+        return _json(msgs[::-1])  # Discord answers newest first
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        cid, call = request.match_info["cid"], request[CALL]
+        if cid not in self.channels:
+            raise DiscordError(404, "Unknown Channel", 10003)
+        body = call.json or {}
+        _check_content(body, call)
+        ref = (body.get("message_reference") or {}).get("message_id")
+        return _json(await self._bot_message(cid, body, call, **self._reply_fields(cid, ref)))
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        return _json(self._find_message(request))
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        msg, call = self._find_message(request), request[CALL]
+        body = call.json or {}
+        _check_content(body, call, allow_empty=True)
+        for key, empty in (("content", ""), ("embeds", []), ("components", []), ("flags", 0)):
+            if key in body:
+                msg[key] = empty if body[key] is None else body[key]
+        if "attachments" in body or call.files:
+            keep = {str(a.get("id")) for a in body.get("attachments") or []}
+            kept = [a for a in msg["attachments"] if a["id"] in keep]
+            msg["attachments"] = kept + self._attachments(call.files)
+        if "token" in request.match_info:
+            msg["flags"] &= ~LOADING  # editing a deferred response ends "is thinking..."
+        msg["edited_timestamp"] = _now()
+        await self._echo("MESSAGE_UPDATE", msg)
+        return _json(msg)
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        msg = self._find_message(request)
+        del self.messages[msg["channel_id"]][msg["id"]]
+        deleted = {k: msg[k] for k in ("id", "channel_id", "guild_id") if k in msg}
+        await self._echo("MESSAGE_DELETE", deleted)
+        return web.Response(status=204)
+
+    async def _create_thread(self, request: web.Request) -> web.Response:
+        cid, body = request.match_info["cid"], request[CALL].json or {}
+        if self.channels.get(cid, {}).get("type") != 0:
+            raise DiscordError(400, "Cannot execute action on this channel type", 50024)
+        starter = self._find_message(request) if "mid" in request.match_info else None
+        if starter is not None and "thread" in starter:
+            raise DiscordError(400, "A thread has already been created for this message", 160004)
+        metadata = {
+            "archived": False,
+            "locked": False,
+            "archive_timestamp": _now(),
+            "auto_archive_duration": body.get("auto_archive_duration") or 1440,
+        }
+        thread = {
+            "id": starter["id"] if starter else self.new_id(),
+            "guild_id": self.guild_id,
+            "parent_id": cid,
+            "owner_id": self.bot_user["id"],
+            "name": body.get("name", "thread"),
+            "type": body.get("type", 11),
+            "last_message_id": None,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "flags": 0,
+            "thread_metadata": metadata,
+            "rate_limit_per_user": body.get("rate_limit_per_user") or 0,
+        }
+        self.channels[thread["id"]] = thread
+        self.threads.append(Thread(thread, starter))
+        if starter is not None:
+            starter["thread"], starter["flags"] = thread, starter["flags"] | HAS_THREAD
+        await self._echo("THREAD_CREATE", {**thread, "newly_created": True})
+        return _json(thread, 201)
+
+    async def _interaction_callback(self, request: web.Request) -> web.Response:
+        token, call = request.match_info["token"], request[CALL]
+        interaction = self.interactions.get(token)
+        if interaction is None or interaction["id"] != request.match_info["iid"]:
+            raise DiscordError(404, "Unknown interaction", 10062)
+        if token in self._acked:
+            raise DiscordError(400, "Interaction has already been acknowledged.", 40060)
+        self._acked.add(token)
+        kind, data = (call.json or {}).get("type"), (call.json or {}).get("data") or {}
+        result: JSON = {"id": interaction["id"], "type": 2}
+        if kind not in (4, 5):  # 4: message, 5: deferred ("is thinking...")
+            return _json({"interaction": result})
+        _check_content(data, call, allow_empty=kind == 5)
+        metadata = {
+            "id": interaction["id"],
+            "type": 2,
+            "name": interaction["data"]["name"],
+            "user": interaction.get("user") or interaction["member"]["user"],
+            "authorizing_integration_owners": interaction["authorizing_integration_owners"],
+        }
+        flags = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
+        msg = self.originals[token] = await self._bot_message(
+            interaction["channel_id"],
+            {**data, "flags": flags},
+            call,
+            type=20,
+            webhook_id=self.application_id,
+            application_id=self.application_id,
+            interaction_metadata=metadata,
+        )
+        result |= {
+            "response_message_id": msg["id"],
+            "response_message_loading": kind == 5,
+            "response_message_ephemeral": bool(flags & EPHEMERAL),
+        }
+        return _json({"interaction": result, "resource": {"type": kind, "message": msg}})
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        token, call = request.match_info["token"], request[CALL]
+        interaction, body = self._interaction(token), call.json or {}
+        if token not in self._acked:
+            raise DiscordError(404, "Unknown Webhook", 10015)
+        _check_content(body, call)
+        cid = interaction["channel_id"]
+        return _json(await self._bot_message(cid, body, call, webhook_id=self.application_id))
+
+    async def _get_commands(self, request: web.Request) -> web.Response:
+        return _json(self.commands.get(request.match_info.get("gid", "global"), []))
+
+    async def _put_commands(self, request: web.Request) -> web.Response:
+        gid = request.match_info.get("gid")
+        scope = {"guild_id": gid} if gid else {}
+        defaults = {
+            "application_id": self.application_id,
+            "type": 1,
+            "description": "",
+            "default_member_permissions": None,
+            "dm_permission": True,
+            "nsfw": False,
+        }
+        self.commands[gid or "global"] = [
+            {**defaults, **cmd, **scope, "id": self.new_id(), "version": self.new_id()}
+            for cmd in request[CALL].json or []
+        ]
+        return _json(self.commands[gid or "global"])

@@ -1,0 +1,650 @@
+"""A fake Slack (Web API, files_upload_v2, Socket Mode, response_url) for end-to-end tests.
+
+The real slack_sdk / slack_bolt clients talk to it over HTTP and WebSocket on 127.0.0.1:
+
+    async with FakeSlack() as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+from urllib.parse import urlencode
+
+from aiohttp import WSMsgType, web
+
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+BOT_NAME = "huatuo"
+TEAM_ID = "T1"
+APP_ID = "A1"
+BOT_SCOPES = "app_mentions:read,channels:history,chat:write,commands,files:write,im:history"
+
+Params = dict[str, Any]
+_JSON_PARAMS = ("blocks", "attachments", "files", "metadata")
+
+
+@dataclass
+class Call:
+    """One Web API request: params merged from query string and body; time is monotonic."""
+
+    method: str
+    params: Params
+    token: str | None
+    time: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Message:
+    """A message as currently stored (edits applied)."""
+
+    channel: str
+    ts: str
+    text: str
+    user: str
+    thread_ts: str | None = None
+    blocks: list[Params] | None = None
+    bot_id: str | None = None
+    edited_ts: str | None = None
+    files: list[str] = field(default_factory=list)
+    reactions: list[str] = field(default_factory=list)
+
+    def as_slack(self) -> Params:
+        """Render the message the way the Web API returns it."""
+        out: Params = {
+            "type": "message",
+            "user": self.user,
+            "text": self.text,
+            "ts": self.ts,
+            "team": TEAM_ID,
+        }
+        if self.bot_id:
+            out |= {"bot_id": self.bot_id, "app_id": APP_ID}
+        if self.thread_ts:
+            out["thread_ts"] = self.thread_ts
+        if self.blocks is not None:
+            out["blocks"] = self.blocks
+        if self.edited_ts:
+            out["edited"] = {"user": self.user, "ts": self.edited_ts}
+        if self.files:
+            out["files"] = [{"id": file_id} for file_id in self.files]
+        if self.reactions:
+            out["reactions"] = [
+                {"name": r, "users": [BOT_USER_ID], "count": 1} for r in self.reactions
+            ]
+        return out
+
+
+@dataclass
+class File:
+    """A file uploaded through the files_upload_v2 flow."""
+
+    id: str
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str | None = None
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    initial_comment: str | None = None
+
+
+@dataclass
+class _Fault:
+    status: int
+    error: str
+    retry_after: int | None = None
+
+
+class _ApiError(Exception):
+    """Raised by a method handler to answer {"ok": false, "error": ...}."""
+
+
+def _require(params: Params, name: str, error: str) -> Any:
+    if not params.get(name):
+        raise _ApiError(error)
+    return params[name]
+
+
+class FakeSlack:
+    """Fake Slack server on 127.0.0.1 (ephemeral port) that records everything it is sent.
+
+    Web API method `a.bC` is served by `_api_a_bC(params, token)`; others are unknown_method.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.files: dict[str, File] = {}
+        self.acks: list[Params] = []
+        self.responses: dict[str, list[Params]] = defaultdict(list)
+        self.base_url = ""
+        self._messages: dict[tuple[str, str], Message] = {}
+        self._faults: dict[str, list[_Fault]] = defaultdict(list)
+        self._ack_futures: dict[str, asyncio.Future[Params]] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_open = asyncio.Event()
+        self._counter = itertools.count(1)
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_post("/response/{hook}", self._response_url)
+        app.router.add_get("/link/", self._socket)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+
+    async def __aenter__(self) -> Self:
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        for future in self._ack_futures.values():
+            future.cancel()
+        await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        """Web API base URL with the trailing slash, for AsyncWebClient(base_url=...)."""
+        return f"{self.base_url}/api/"
+
+    def calls_to(self, method: str) -> list[Call]:
+        """All recorded calls to one Web API method, oldest first."""
+        return [call for call in self.calls if call.method == method]
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every stored message (after edits and deletions), in ts order."""
+        return sorted(self._messages.values(), key=lambda m: m.ts)  # fixed-width ts
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The parent and the replies of one thread, in ts order."""
+        return [
+            m for m in self.messages if m.channel == channel and thread_ts in (m.ts, m.thread_ts)
+        ]
+
+    def add_message(
+        self, channel: str, text: str, user: str = "U1", thread_ts: str | None = None
+    ) -> str:
+        """Seed a (human) message into the store and return its ts."""
+        return self._store(Message(channel, self._next_ts(), text, user, thread_ts)).ts
+
+    def fail_next(
+        self, method: str, status: int = 429, retry_after: int = 1, times: int = 1
+    ) -> None:
+        """Answer the next `times` calls to `method` with an HTTP error (429 adds Retry-After)."""
+        fault = (
+            _Fault(429, "ratelimited", retry_after)
+            if status == 429
+            else _Fault(status, "internal_error")
+        )
+        self._faults[method] += [fault] * times
+
+    def error_next(self, method: str, error: str, times: int = 1) -> None:
+        """Answer the next `times` calls to `method` with HTTP 200 {"ok": false, "error": error}."""
+        self._faults[method] += [_Fault(200, error)] * times
+
+    def new_response_url(self) -> str:
+        """A fresh response_url on this server; what is posted there lands in responses[url]."""
+        return f"{self.base_url}/response/{next(self._counter)}"
+
+    async def wait_connected(self, timeout: float = 5.0) -> None:
+        """Wait until a Socket Mode client holds an open WebSocket."""
+        await asyncio.wait_for(self._socket_open.wait(), timeout)
+
+    async def send_socket_event(
+        self,
+        payload_type: str,
+        payload: Params,
+        *,
+        accepts_response_payload: bool | None = None,
+        retry_attempt: int = 0,
+    ) -> str:
+        """Push an "events_api" / "slash_commands" / "interactive" envelope; return its id."""
+        await self.wait_connected()
+        envelope_id = f"env-{next(self._counter)}"
+        envelope: Params = {
+            "envelope_id": envelope_id,
+            "type": payload_type,
+            "payload": payload,
+            "accepts_response_payload": (
+                payload_type != "events_api"
+                if accepts_response_payload is None
+                else accepts_response_payload
+            ),
+        }
+        if payload_type == "events_api":
+            envelope |= {"retry_attempt": retry_attempt, "retry_reason": ""}
+        self._ack_futures[envelope_id] = asyncio.get_running_loop().create_future()
+        await self._sockets[-1].send_json(envelope)
+        return envelope_id
+
+    async def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> Params:
+        """The ack ({"envelope_id": ..., optional "payload"}) the client sent for an envelope."""
+        return await asyncio.wait_for(asyncio.shield(self._ack_futures[envelope_id]), timeout)
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+        self.calls.append(Call(method, params, token))
+        if token is None:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if self._faults[method]:
+            fault = self._faults[method].pop(0)
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return web.json_response(
+                {"ok": False, "error": fault.error}, status=fault.status, headers=headers
+            )
+        handler: Callable[[Params, str], Params] | None
+        handler = getattr(self, "_api_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        try:
+            result = handler(params, token)
+        except _ApiError as e:
+            return web.json_response({"ok": False, "error": str(e)})
+        headers = {"X-OAuth-Scopes": BOT_SCOPES} if token.startswith("xoxb-") else {}
+        return web.json_response({"ok": True, **result}, headers=headers)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file = self.files.get(request.match_info["file_id"])
+        if file is None:
+            return web.Response(status=404, text="file_not_found")
+        file.content = await request.read()
+        return web.Response(text=f"OK - {len(file.content)}")
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses[str(request.url)].append(await _read_params(request))
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()  # autoping=True: the client's pings get pongs
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self._socket_open.set()
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "debug_info": {
+                    "host": "applink-fake",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": APP_ID},
+            }
+        )
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_socket_message(json.loads(msg.data))
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self._socket_open.clear()
+        return ws
+
+    def _on_socket_message(self, message: Params) -> None:
+        if "envelope_id" not in message:
+            return
+        self.acks.append(message)
+        future = self._ack_futures.get(message["envelope_id"])
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _next_ts(self) -> str:
+        n = next(self._counter)
+        return f"{1700000000 + n // 10000}.{n % 10000 * 100:06d}"
+
+    def _store(self, message: Message) -> Message:
+        self._messages[(message.channel, message.ts)] = message
+        return message
+
+    def _find(self, channel: str, ts: str) -> Message:
+        message = self._messages.get((channel, ts))
+        if message is None:
+            raise _ApiError("message_not_found")
+        return message
+
+    def _api_auth_test(self, params: Params, token: str) -> Params:
+        return {
+            "url": "https://huatuo-test.slack.com/",
+            "team": "Huatuo Test",
+            "user": BOT_NAME,
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _api_chat_postMessage(self, params: Params, token: str) -> Params:
+        channel = _require(params, "channel", "channel_not_found")
+        if not params.get("text") and not params.get("blocks"):
+            raise _ApiError("no_text")
+        message = self._store(
+            Message(
+                channel,
+                self._next_ts(),
+                params.get("text", ""),
+                BOT_USER_ID,
+                params.get("thread_ts"),
+                params.get("blocks"),
+                BOT_ID,
+            )
+        )
+        return {"channel": channel, "ts": message.ts, "message": message.as_slack()}
+
+    def _api_chat_update(self, params: Params, token: str) -> Params:
+        message = self._find(params.get("channel", ""), params.get("ts", ""))
+        if not params.get("text") and not params.get("blocks"):
+            raise _ApiError("no_text")
+        message.text = params.get("text", "")
+        message.blocks = params.get("blocks", message.blocks)
+        message.edited_ts = self._next_ts()
+        return {
+            "channel": message.channel,
+            "ts": message.ts,
+            "text": message.text,
+            "message": message.as_slack(),
+        }
+
+    def _api_chat_delete(self, params: Params, token: str) -> Params:
+        message = self._find(params.get("channel", ""), params.get("ts", ""))
+        del self._messages[(message.channel, message.ts)]
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _api_chat_postEphemeral(self, params: Params, token: str) -> Params:
+        _require(params, "channel", "channel_not_found")
+        _require(params, "user", "user_not_in_channel")
+        return {"message_ts": self._next_ts()}
+
+    def _api_conversations_replies(self, params: Params, token: str) -> Params:
+        ts = params.get("ts", "")
+        messages = [m.as_slack() for m in self.thread(params.get("channel", ""), ts)]
+        if not messages or messages[0]["ts"] != ts:
+            raise _ApiError("thread_not_found")
+        if len(messages) > 1:
+            messages[0] |= {
+                "thread_ts": ts,
+                "reply_count": len(messages) - 1,
+                "latest_reply": messages[-1]["ts"],
+            }
+        return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _api_files_getUploadURLExternal(self, params: Params, token: str) -> Params:
+        filename = _require(params, "filename", "invalid_arguments")
+        file = File(f"F{next(self._counter):08d}", filename, int(params.get("length", 0)))
+        self.files[file.id] = file
+        return {"upload_url": f"{self.base_url}/upload/{file.id}", "file_id": file.id}
+
+    def _api_files_completeUploadExternal(self, params: Params, token: str) -> Params:
+        channels = params.get("channels", "")
+        channel = params.get("channel_id") or (channels.split(",")[0] if channels else None)
+        shared = []
+        for item in _require(params, "files", "invalid_arguments"):
+            file = self.files.get(item["id"])
+            if file is None or file.content is None:
+                raise _ApiError("file_not_found")
+            file.title = item.get("title") or file.filename
+            file.channel_id, file.thread_ts = channel, params.get("thread_ts")
+            file.initial_comment = params.get("initial_comment")
+            shared.append(file)
+        if channel:  # like Slack, sharing into a channel posts one bot message carrying the files
+            self._store(
+                Message(
+                    channel,
+                    self._next_ts(),
+                    params.get("initial_comment") or "",
+                    BOT_USER_ID,
+                    params.get("thread_ts"),
+                    bot_id=BOT_ID,
+                    files=[f.id for f in shared],
+                )
+            )
+        return {
+            "files": [
+                {
+                    "id": f.id,
+                    "name": f.filename,
+                    "title": f.title,
+                    "size": len(f.content or b""),
+                    "user": BOT_USER_ID,
+                    "channels": [channel] if channel else [],
+                }
+                for f in shared
+            ]
+        }
+
+    def _api_apps_connections_open(self, params: Params, token: str) -> Params:
+        if not token.startswith("xapp-"):
+            raise _ApiError("not_allowed_token_type")
+        ws_base = self.base_url.replace("http://", "ws://", 1)
+        return {"url": f"{ws_base}/link/?ticket=t{next(self._counter)}&app_id={APP_ID}"}
+
+    def _api_reactions_add(self, params: Params, token: str) -> Params:
+        message = self._find(params.get("channel", ""), params.get("timestamp", ""))
+        name = _require(params, "name", "invalid_name")
+        if name in message.reactions:
+            raise _ApiError("already_reacted")
+        message.reactions.append(name)
+        return {}
+
+    def _api_users_info(self, params: Params, token: str) -> Params:
+        user = _require(params, "user", "user_not_found")
+        name = BOT_NAME if user == BOT_USER_ID else f"user-{user.lower()}"
+        return {
+            "user": {
+                "id": user,
+                "team_id": TEAM_ID,
+                "name": name,
+                "real_name": name.title(),
+                "is_bot": user == BOT_USER_ID,
+                "tz": "Asia/Shanghai",
+                "profile": {"display_name": name, "real_name": name.title()},
+            }
+        }
+
+
+async def _read_params(request: web.Request) -> Params:
+    """Merge query-string params with a JSON or form body (slack_sdk sends all of these)."""
+    params: Params = dict(request.query)
+    if request.content_type == "application/json":
+        params |= await request.json()
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        params |= dict(await request.post())
+    for name in _JSON_PARAMS:
+        if isinstance(params.get(name), str) and params[name][:1] in ("[", "{"):
+            params[name] = json.loads(params[name])
+    return params
+
+
+def signed_request(
+    payload: Mapping[str, Any],
+    signing_secret: str,
+    *,
+    form: bool = False,
+    timestamp: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a v0-signed Slack request: JSON, or form-encoded when `form`."""
+    body = urlencode(payload) if form else json.dumps(payload)
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    digest = hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    return body.encode(), {
+        "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+    }
+
+
+def event_callback(event: Params) -> Params:
+    """Wrap an event in the Events API envelope (also the payload of an events_api envelope)."""
+    return {
+        "token": "verification-token",
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": f"Ev{time.monotonic_ns()}",
+        "event_time": int(time.time()),
+        "is_ext_shared_channel": False,
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+    }
+
+
+def _event(fields: Params, ts: str | None, thread_ts: str | None) -> Params:
+    ts = ts or f"{time.time():.6f}"
+    return {**fields, "ts": ts, "event_ts": ts} | ({"thread_ts": thread_ts} if thread_ts else {})
+
+
+def app_mention_event(
+    text: str,
+    *,
+    channel: str = "C1",
+    user: str = "U1",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+) -> Params:
+    """An app_mention event whose text is "<@UBOT> " + `text`."""
+    return _event(
+        {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{BOT_USER_ID}> {text}",
+            "channel": channel,
+            "team": TEAM_ID,
+            "client_msg_id": str(uuid.uuid4()),
+        },
+        ts,
+        thread_ts,
+    )
+
+
+def message_event(
+    text: str,
+    *,
+    channel: str = "C1",
+    user: str = "U1",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+    bot_id: str | None = None,
+) -> Params:
+    """A plain message event; channel_type "im" (with a "D..." channel) for DMs."""
+    author = {"bot_id": bot_id} if bot_id else {"client_msg_id": str(uuid.uuid4())}
+    return _event(
+        {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "channel": channel,
+            "channel_type": channel_type,
+            "team": TEAM_ID,
+            **author,
+        },
+        ts,
+        thread_ts,
+    )
+
+
+def message_changed_event(
+    ts: str,
+    new_text: str,
+    *,
+    previous_text: str = "",
+    channel: str = "C1",
+    user: str = "U1",
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+) -> Params:
+    """A message_changed event: message `ts` was edited to `new_text`."""
+    old = {"type": "message", "user": user, "text": previous_text, "ts": ts}
+    old |= {"thread_ts": thread_ts} if thread_ts else {}
+    event = _event(
+        {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": channel,
+            "channel_type": channel_type,
+            "previous_message": old,
+        },
+        None,
+        None,
+    )
+    event["message"] = old | {"text": new_text, "edited": {"user": user, "ts": event["ts"]}}
+    return event
+
+
+def bot_message_event(
+    text: str,
+    *,
+    channel: str = "C1",
+    bot_id: str = "B2",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+) -> Params:
+    """A bot_message-subtype event (another integration posting, no user)."""
+    return _event(
+        {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": text,
+            "bot_id": bot_id,
+            "username": "other-bot",
+            "channel": channel,
+            "channel_type": channel_type,
+        },
+        ts,
+        thread_ts,
+    )
+
+
+def slash_command(
+    text: str,
+    *,
+    response_url: str,
+    command: str = "/huatuo",
+    channel: str = "C1",
+    user: str = "U1",
+    trigger_id: str | None = None,
+) -> dict[str, str]:
+    """Slash command fields: a slash_commands socket payload, or signed_request(..., form=True)."""
+    return {
+        "token": "verification-token",
+        "team_id": TEAM_ID,
+        "team_domain": "huatuo-test",
+        "channel_id": channel,
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": f"user-{user.lower()}",
+        "command": command,
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id or f"trig.{time.monotonic_ns()}",
+    }
