@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/huatuo-bot demo
+	$(VENV)/bin/huatuo-bot demo --model builtin:smollm2 --max-new-tokens 384
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -19,10 +19,11 @@ DIM, BOLD, RESET = "\033[2m", "\033[1m", "\033[0m"
 class ConsoleReply:
     """Prints progress on one status line (when a terminal shows it) and the answer at the end."""
 
-    def __init__(self, out: TextIO = sys.stdout, status: TextIO | None = sys.stderr) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, status: TextIO | None | bool = True) -> None:
+        self.out = out or sys.stdout
+        status = sys.stderr if status is True else status or None
         self.status = status if status is not None and status.isatty() else None
-        self.color = out.isatty()
+        self.color = self.out.isatty()
         self.answer: Answer | None = None
         self.error: str | None = None
 
@@ -81,7 +82,7 @@ def console_question(text: str, history: tuple[Message, ...] = ()) -> Question:
 
 
 async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: str) -> int:
-    reply = ConsoleReply(status=None if as_json else sys.stderr)
+    reply = ConsoleReply(status=not as_json)
     await service.answer(console_question(question), reply)
     if as_json:
         print(reply.json())
@@ -90,13 +91,13 @@ async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: 
     return 0 if reply.answer is not None else 1
 
 
-async def chat(service: AnswerService, disclaimer: str, stdin: TextIO = sys.stdin) -> int:
+async def chat(service: AnswerService, disclaimer: str, stdin: TextIO | None = None) -> int:
     """A conversation in the terminal: each answer's final response becomes history."""
     history: tuple[Message, ...] = ()
     print("Ask a medical question (an empty line or Ctrl-D ends the chat).", file=sys.stderr)
     while True:
         print("> ", end="", file=sys.stderr, flush=True)
-        line = stdin.readline()
+        line = (stdin or sys.stdin).readline()
         if not line.strip():
             return 0
         reply = ConsoleReply()
@@ -108,7 +109,7 @@ async def chat(service: AnswerService, disclaimer: str, stdin: TextIO = sys.stdi
 
 async def demo(service: AnswerService, questions: list[str], disclaimer: str) -> int:
     """Ask every question at once (the engine batches them) and print the answers in order."""
-    replies = [ConsoleReply(status=None) for _ in questions]
+    replies = [ConsoleReply(status=False) for _ in questions]
     await asyncio.gather(
         *(service.answer(console_question(q), r) for q, r in zip(questions, replies, strict=True))
     )

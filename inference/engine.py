@@ -308,15 +308,15 @@ class BatchEngine(ABC):
             self._reset_after_error()
 
     def _release_finished(self) -> None:
-        finished = [i for i, row in enumerate(self._rows) if row.finished is not None]
+        """Free the slots of finished rows first, then tell their askers."""
+        finished = [row for row in self._rows if row.finished is not None]
         if not finished:
             return
         keep = [i for i, row in enumerate(self._rows) if row.finished is None]
-        for i in finished:
-            row = self._rows[i]
-            row.generation._finish(row.finished, row.error)  # type: ignore[arg-type]
         self._drop_rows(keep)
         self._rows = [self._rows[i] for i in keep]
+        for row in finished:
+            row.generation._finish(row.finished, row.error)  # type: ignore[arg-type]
 
     @abstractmethod
     def _admit(self, generations: list[Generation]) -> None:

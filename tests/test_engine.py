@@ -1,0 +1,146 @@
+"""The engines: real loading and batched generation, cancellation, errors, queueing, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from inference.engine import (
+    EngineClosed,
+    EngineError,
+    GenerationRequest,
+    Message,
+    PromptTooLong,
+    QueueFull,
+    SamplingParams,
+)
+from inference.reasoning import split_reasoning
+from inference.scripted import Script, ScriptedEngine
+
+GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0, top_p=1.0)
+TOPICS = ["asthma", "diabetes", "hepatitis", "migraine", "anemia", "pneumonia", "glaucoma", "gout"]
+
+
+def ask(text: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
+    return GenerationRequest((Message("user", text),), sampling)
+
+
+async def test_builtin_model_loads_and_answers(local_engine):
+    generation = local_engine.submit(ask("What is asthma?"))
+    chunks = [chunk async for chunk in generation]
+    text = "".join(chunks)
+    assert len(chunks) > 1, "text should stream in several chunks"
+    assert "asthma" in text.lower()
+    assert generation.finish_reason in ("stop", "length")
+    assert 0 < generation.stats.completion_tokens <= 24
+    parsed = split_reasoning(text, truncated=generation.finish_reason == "length")
+    assert parsed.answer == text.strip() and parsed.thinking == ""  # no headers: all answer
+
+
+async def test_eight_concurrent_requests_each_get_their_own_answer(local_engine):
+    generations = [local_engine.submit(ask(f"What is {topic}?")) for topic in TOPICS]
+    await asyncio.sleep(0.05)
+    texts = await asyncio.gather(*(g.collect() for g in generations))
+    for topic, text in zip(TOPICS, texts, strict=True):
+        assert topic in text.lower(), (topic, text)
+    assert len(set(texts)) == len(TOPICS)
+
+
+async def test_batched_answer_equals_the_answer_asked_alone(local_engine):
+    alone = await local_engine.submit(ask("What is asthma?")).collect()
+    crowd = [local_engine.submit(ask(f"What is {topic}?")) for topic in TOPICS[1:]]
+    await asyncio.sleep(0.3)  # the crowd is mid-generation when the question joins
+    joined = local_engine.submit(ask("What is asthma?"))
+    assert await joined.collect() == alone
+    await asyncio.gather(*(g.collect() for g in crowd))
+
+
+async def test_cancel_frees_the_slot_and_leaves_others_unaffected(local_engine):
+    long = SamplingParams(max_new_tokens=200, temperature=0.0, top_p=1.0)
+    victim = local_engine.submit(ask("Explain the causes of chest pain.", long))
+    other = local_engine.submit(ask("What is gout?"))
+    async for _ in victim:
+        break  # it has started generating
+    victim.cancel()
+    assert "gout" in (await other.collect()).lower()
+    await victim.collect()
+    assert victim.finish_reason == "cancelled"
+    assert victim.stats.completion_tokens < 200
+    assert local_engine.running == 0
+
+
+async def test_question_too_long_fails_that_request_only(local_engine):
+    huge = ask("chest pain " * 5000)
+    bad, good = local_engine.submit(huge), local_engine.submit(ask("What is anemia?"))
+    with pytest.raises(PromptTooLong, match="too long"):
+        await bad.collect()
+    assert "anemia" in (await good.collect()).lower()
+
+
+async def test_loop_is_not_blocked_while_the_model_generates(local_engine):
+    worst = 0.0
+    generations = [local_engine.submit(ask(f"What is {t}?")) for t in TOPICS[:4]]
+    pending = asyncio.gather(*(g.collect() for g in generations))
+    while not pending.done():
+        start = time.perf_counter()
+        await asyncio.sleep(0.01)
+        worst = max(worst, time.perf_counter() - start - 0.01)
+    await pending
+    assert worst < 0.25, f"event loop stalled for {worst:.3f} s"
+
+
+async def test_scripted_error_fails_one_request_and_the_engine_keeps_serving():
+    engine = ScriptedEngine(
+        lambda q: Script(("partial ",), fail_at=1) if "fail" in q else Script(("ok",))
+    )
+    await engine.start()
+    try:
+        failing, fine = engine.submit(ask("please fail")), engine.submit(ask("fine"))
+        with pytest.raises(EngineError, match="failed on purpose"):
+            await failing.collect()
+        assert await fine.collect() == "ok"
+        assert await engine.submit(ask("again")).collect() == "ok"
+    finally:
+        await engine.close(grace=0)
+
+
+async def test_waiting_requests_know_their_place_and_the_queue_is_bounded():
+    engine = ScriptedEngine(lambda q: Script(("x",), stall_at=0), max_batch=1, max_queue=2)
+    await engine.start()
+    try:
+        running = engine.submit(ask("first"))
+        assert running.queue_position == 1
+        for _ in range(100):
+            if running.queue_position is None:
+                break
+            await asyncio.sleep(0.01)
+        second, third = engine.submit(ask("second")), engine.submit(ask("third"))
+        assert (running.queue_position, second.queue_position, third.queue_position) == (
+            None,
+            1,
+            2,
+        )
+        with pytest.raises(QueueFull, match="already waiting"):
+            engine.submit(ask("fourth"))
+        second.cancel()
+        engine.release.set()
+        assert await running.collect() == "x"
+        assert await third.collect() == "x"
+        await second.collect()
+        assert second.finish_reason == "cancelled"
+    finally:
+        await engine.close(grace=0)
+
+
+async def test_shutdown_finishes_or_fails_every_pending_request():
+    engine = ScriptedEngine(lambda q: Script(("a", "b"), stall_at=1 if "stuck" in q else None))
+    await engine.start()
+    quick, stuck = engine.submit(ask("quick")), engine.submit(ask("stuck"))
+    await engine.close(grace=0.5)
+    assert await quick.collect() == "ab"
+    with pytest.raises(EngineClosed, match="shut down"):
+        await stuck.collect()
+    with pytest.raises(EngineClosed):
+        engine.submit(ask("too late"))
