@@ -52,9 +52,9 @@ class ConsoleReply:
             return
         assert self.answer is not None
         dim, bold, reset = (DIM, BOLD, RESET) if self.color else ("", "", "")
-        if self.answer.thinking:
-            print(f"{bold}{texts.thinking_title(self.answer)}{reset}", file=self.out)
-            print(f"{dim}{self.answer.thinking}{reset}\n", file=self.out)
+        thinking = self.answer.thinking or "(none: this model wrote no Thinking section)"
+        print(f"{bold}{texts.thinking_title(self.answer)}{reset}", file=self.out)
+        print(f"{dim}{thinking}{reset}\n", file=self.out)
         print(f"{bold}Final response{reset}", file=self.out)
         print(texts.answer_text(self.answer, disclaimer), file=self.out)
         print(
