@@ -17,6 +17,7 @@ from bot import console
 from bot.config import ConfigError, Settings
 from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec
+from bot.runner import PLATFORMS, configured_platforms, make_service, serve
 from inference.loading import ModelNotFound
 
 DEMO_QUESTIONS = Path(__file__).with_name("demo_questions.jsonl")
@@ -46,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEMO_QUESTIONS,
         help='a JSONL file of {"question": ...} rows',
     )
+    run = commands.add_parser("run", help="serve the chat platforms until SIGTERM / Ctrl-C")
+    run.add_argument(
+        "--platform", choices=[*PLATFORMS, "all"], default="all",
+        help="which platform to serve (default: every configured one)",
+    )  # fmt: skip
     commands.add_parser("check", help="say which settings are missing or wrong")
     return parser
 
@@ -70,15 +76,8 @@ def _with_service(
     async def main() -> int:
         engine = make_engine(settings)
         await engine.start()
-        service = AnswerService(
-            engine,
-            settings.sampling,
-            system_prompt=settings.system_prompt,
-            max_question_chars=settings.max_question_chars,
-            answer_timeout=settings.answer_timeout,
-        )
         try:
-            return await work(service)
+            return await work(make_service(settings, engine))
         finally:
             await engine.close(grace=0)
 
@@ -146,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             return _with_service(
                 settings, lambda s: console.ask(s, args.question, args.json, settings.disclaimer)
             )
+        if args.command == "run":
+            platforms = configured_platforms(settings) if args.platform == "all" else [args.platform]
+            asyncio.run(serve(settings, platforms))
+            return 0
         if args.command == "chat":
             return _with_service(settings, lambda s: console.chat(s, settings.disclaimer))
         questions = [

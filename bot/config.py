@@ -40,11 +40,17 @@ class Settings(BaseSettings):
     slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_api_url: str | None = Field(None, validation_alias="SLACK_API_URL")
+    slack_command: str = Field(
+        "/huatuo", pattern=r"^/[a-z0-9_-]{1,31}$", validation_alias="SLACK_COMMAND"
+    )
     discord_bot_token: str | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
     discord_api_base: str | None = Field(None, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(None, validation_alias="DISCORD_GATEWAY_URL")
+    discord_sync_guild: int | None = Field(None, validation_alias="DISCORD_SYNC_GUILD")
 
-    @field_validator("system_prompt", "openai_base_url", "openai_api_key", mode="before")
+    @field_validator(
+        "system_prompt", "openai_base_url", "openai_api_key", "discord_sync_guild", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

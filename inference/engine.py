@@ -212,6 +212,10 @@ class BatchEngine(ABC):
         """Load models or other slow resources; runs in a worker thread."""
 
     @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
     def running(self) -> int:
         return len(self._rows)
 

@@ -1,0 +1,98 @@
+"""`huatuo-bot run`: one engine, one HTTP server and the chat platforms, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings
+from bot.core.adapter import Adapter
+from bot.core.service import AnswerService
+from bot.engines import make_engine
+from bot.web import WebServer, create_web_app
+from inference.engine import BatchEngine
+
+log = logging.getLogger(__name__)
+
+PLATFORMS = ("slack", "discord")
+
+
+def configured_platforms(settings: Settings) -> list[str]:
+    found = []
+    if settings.slack_bot_token:
+        found.append("slack")
+    if settings.discord_bot_token:
+        found.append("discord")
+    return found
+
+
+def make_service(settings: Settings, engine: BatchEngine) -> AnswerService:
+    return AnswerService(
+        engine,
+        settings.sampling,
+        system_prompt=settings.system_prompt,
+        max_question_chars=settings.max_question_chars,
+        answer_timeout=settings.answer_timeout,
+    )
+
+
+def make_adapters(
+    settings: Settings, service: AnswerService, platforms: Sequence[str], web_app
+) -> list[Adapter]:
+    """The adapters for `platforms`, all sharing one service (and so one engine)."""
+    adapters: list[Adapter] = []
+    if "slack" in platforms:
+        from bot.slack.adapter import SlackAdapter
+
+        adapters.append(SlackAdapter(settings, service, web_app, command=settings.slack_command))
+    if "discord" in platforms:
+        from bot.discord.adapter import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings, service, sync_guild=settings.discord_sync_guild))
+    return adapters
+
+
+async def serve(
+    settings: Settings,
+    platforms: Sequence[str],
+    engine: BatchEngine | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Start everything, wait for `stop` (set by SIGTERM/SIGINT), then shut down in order:
+    platforms first (each gives its answers in flight a grace period), then the engine."""
+    missing = [p for p in platforms if p not in configured_platforms(settings)]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} requested but not configured; `huatuo-bot check` says what "
+            "to set."
+        )
+    if not platforms:
+        raise ConfigError("No chat platform configured; `huatuo-bot check` says what to set.")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    engine = engine or make_engine(settings)
+    if not engine.started:
+        await engine.start()
+    web_app = create_web_app()
+    adapters = make_adapters(settings, make_service(settings, engine), platforms, web_app)
+    web = WebServer(web_app, settings.http_port)
+    started: list[Adapter] = []
+    try:
+        await web.start()
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+        log.info("serving %s with model %s", ", ".join(platforms), engine.model_name)
+        await stop.wait()
+        log.info("stopping: finishing answers in flight")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        for adapter in reversed(started):
+            await adapter.stop()
+        await engine.close(grace=0)
+        await web.stop()
