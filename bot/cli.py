@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings, lambda s: console.ask(s, args.question, args.json, settings.disclaimer)
             )
         if args.command == "run":
-            platforms = configured_platforms(settings) if args.platform == "all" else [args.platform]
+            everything = args.platform == "all"
+            platforms = configured_platforms(settings) if everything else [args.platform]
             asyncio.run(serve(settings, platforms))
             return 0
         if args.command == "chat":
