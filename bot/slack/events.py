@@ -1,4 +1,4 @@
-"""Slack events in, questions out: which messages to answer, their text, and the thread's history."""
+"""Slack events in, questions out: which messages to answer, their text, the thread's history."""
 
 from __future__ import annotations
 

@@ -31,9 +31,15 @@ def unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def _is_fence(line: str) -> bool:
+    """A line that opens or closes a code block (not a whole ```code``` on one line)."""
+    stripped = line.strip()
+    return stripped.startswith(FENCE) and stripped.count(FENCE) == 1
+
+
 def close_open_fence(markdown: str) -> str:
     """Close a code block left open (a truncated answer) so that what follows is not code."""
-    fences = sum(line.lstrip().startswith(FENCE) for line in markdown.split("\n"))
+    fences = sum(_is_fence(line) for line in markdown.split("\n"))
     return f"{markdown}\n{FENCE}" if fences % 2 else markdown
 
 
@@ -41,10 +47,9 @@ def to_mrkdwn(markdown: str) -> str:
     """Slack mrkdwn for a Markdown text."""
     out, in_code = [], False
     for line in markdown.split("\n"):
-        stripped = line.strip()
-        if stripped.startswith(FENCE) and stripped.count(FENCE) == 1:
+        if _is_fence(line):
             in_code = not in_code
-            out.append(FENCE if in_code else escape(stripped))
+            out.append(FENCE)  # without the language tag, which Slack would show
         elif in_code:
             out.append(escape(line))
         else:

@@ -30,7 +30,7 @@ OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK)
 
 
 def asked_text(user: str, question: str) -> str:
-    """The channel message a slash command posts: who asked, then the question (Slack text) quoted."""
+    """The message a slash command posts: who asked, then the question (Slack text) quoted."""
     quoted = "\n".join(f">{line}" for line in question.split("\n"))
     return f"{ASKED_MARK} <@{user}> asked:\n{quoted}"
 
@@ -90,6 +90,11 @@ class SlackReply:
         )
         return cls(client, channel, thread_ts, response["ts"], style, request_id)
 
+    @property
+    def finished(self) -> bool:
+        """The placeholder has been given its final text (answer or failure)."""
+        return self._closed
+
     async def progress(self, progress: Progress) -> None:
         """Show the latest progress, at most one edit per `edit_interval`, without waiting."""
         self._latest = progress
@@ -98,7 +103,9 @@ class SlackReply:
 
     async def _show_progress(self) -> None:
         while not self._closed:
-            await asyncio.sleep(max(0.0, self._last_edit + self.style.edit_interval - time.monotonic()))
+            await asyncio.sleep(
+                max(0.0, self._last_edit + self.style.edit_interval - time.monotonic())
+            )
             async with self._lock:
                 if self._closed or self._latest is None or self._latest == self._shown:
                     return
@@ -113,8 +120,9 @@ class SlackReply:
     async def deliver(self, answer: Answer) -> None:
         """The placeholder becomes the answer (split to fit); the thinking follows in the thread."""
         answer_md = close_open_fence(answer.answer)
-        text = to_mrkdwn(texts.answer_text(dataclasses.replace(answer, answer=answer_md),
-                                           self.style.disclaimer))
+        text = to_mrkdwn(
+            texts.answer_text(dataclasses.replace(answer, answer=answer_md), self.style.disclaimer)
+        )
         first, *rest = split_text(text, self.style.limit, utf8_size)
         await self._finish(first)
         for part in rest:
@@ -134,7 +142,7 @@ class SlackReply:
         await self._finish(f"{FAIL_MARK} {to_mrkdwn(message)}")
 
     async def _finish(self, text: str) -> None:
-        """End progress (waiting for an edit in flight) and put the final text in the placeholder."""
+        """End progress (after an edit in flight) and put the final text in the placeholder."""
         self._closed = True
         async with self._lock:
             if self._pending is not None:

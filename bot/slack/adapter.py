@@ -1,0 +1,285 @@
+"""The Slack adapter: slack-bolt's AsyncApp over Socket Mode or HTTP, answering in threads.
+
+Every listener only decides and acknowledges; the answer runs in a background task that the
+adapter tracks, so the ack goes out at once and stop() can finish or cancel answers cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import ConfigError, Settings
+from bot.core.events import ConversationRef, Question
+from bot.core.service import AnswerService
+from bot.slack.events import (
+    Identity,
+    RecentIds,
+    Trigger,
+    bot_answered,
+    mention_trigger,
+    message_trigger,
+    question_text,
+    thread_history,
+)
+from bot.slack.reply import ReplyStyle, SlackReply, asked_text
+from inference.engine import Message
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+STOPPED = "Sorry, the bot was stopped before this answer was finished. Please ask again shortly."
+RESTARTING = "The bot is restarting; please ask again in a minute."
+BROKEN = "Sorry, something went wrong while answering. Please try again."
+CANNOT_POST = (
+    "I can't post in this conversation. Invite me to the channel (`/invite @HuatuoGPT`) "
+    "or ask me in a direct message."
+)
+
+
+def usage(command: str) -> str:
+    """The private help text for the slash command."""
+    return (
+        "*Ask HuatuoGPT-o1 a medical question*\n"
+        f"• `{command} <question>`: posts your question here and answers in its thread\n"
+        "• Mention me in a channel, or send me a direct message\n"
+        "• Reply in an answer's thread to follow up; no mention needed\n"
+        "The answer comes first; the model's reasoning follows in the thread."
+    )
+
+
+def web_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL (with its trailing slash), retrying 429s and resets."""
+    base_url = settings.slack_api_url or AsyncWebClient.BASE_URL
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=base_url.rstrip("/") + "/",
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class SlackAdapter:
+    """Mentions, DMs, thread follow-ups and a slash command, answered by the AnswerService."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: AnswerService,
+        web_app: web.Application | None = None,
+        *,
+        command: str = "/huatuo",
+        stop_grace: float = 5.0,
+    ) -> None:
+        if not settings.slack_bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN is not set (the xoxb- token of the Slack app).")
+        self.socket_mode = bool(settings.slack_app_token)
+        if not self.socket_mode and not settings.slack_signing_secret:
+            raise ConfigError(
+                "Set SLACK_APP_TOKEN (xapp-, Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)."
+            )
+        self.settings = settings
+        self.service = service
+        self.command = command
+        self.stop_grace = stop_grace
+        self.style = ReplyStyle(disclaimer=settings.disclaimer)
+        self.client = web_client(settings)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=settings.slack_signing_secret or "",
+            process_before_response=True,  # listeners only decide and spawn: ack when they return
+            name="huatuo-bot",
+        )
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.command(command)(self._on_command)
+        self.bot: Identity | None = None  # known once started
+        self._accepting = False
+        self._seen = RecentIds()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._socket: AsyncSocketModeHandler | None = None
+        if not self.socket_mode:
+            if web_app is None:
+                raise ValueError("HTTP mode needs the web app to add POST /slack/events to")
+            web_app.router.add_post(EVENTS_PATH, self._http_events)
+
+    async def start(self) -> None:
+        """Check the token, learn the bot's ids, and connect (Socket Mode) or start serving."""
+        auth = await self.client.auth_test()
+        self.bot = Identity(auth["user_id"], auth.get("bot_id"))
+        self._accepting = True
+        if self.socket_mode:
+            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            await self._socket.connect_async()
+        log.info(
+            "slack: connected as %s in %s",
+            self.bot.user_id,
+            "Socket Mode" if self.socket_mode else f"HTTP mode ({EVENTS_PATH})",
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Answers being worked on (after their event was acknowledged)."""
+        return len(self._tasks)
+
+    async def stop(self) -> None:
+        """Take no new events; give answers in flight `stop_grace` s, then stop and tell askers."""
+        self._accepting = False
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.info("slack: stopped (%d answer(s) cut short)", len(pending))
+
+    # ---- input side: decide, then hand off ------------------------------------------------------
+    async def _http_events(self, request: web.Request) -> web.Response:
+        if not self._accepting:  # not started, or stopping: Slack retries later
+            return web.json_response({"error": "not ready"}, status=503)
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    def _identity(self) -> Identity | None:
+        """The bot's identity while it takes events (None before start and while stopping)."""
+        return self.bot if self._accepting else None
+
+    def _identity_if_new(self, body: Mapping[str, Any]) -> Identity | None:
+        """The bot's identity, or None to drop the event: a retry (same event_id), or stopping."""
+        bot, event_id = self._identity(), body.get("event_id")
+        if bot and event_id and not self._seen.first_time(event_id):
+            log.info("slack: event %s is a retry; already handled", event_id)
+            return None
+        return bot
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if (bot := self._identity_if_new(body)) and (trigger := mention_trigger(event, bot)):
+            self._spawn(self._answer(trigger, bot), body.get("event_id"))
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if (bot := self._identity_if_new(body)) and (trigger := message_trigger(event, bot)):
+            self._spawn(self._answer(trigger, bot), body.get("event_id"))
+
+    async def _on_command(
+        self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        text = (command.get("text") or "").strip()
+        bot = self._identity()
+        if text.lower() in ("", "help") or bot is None:
+            await ack(text=usage(self.command) if bot else RESTARTING, response_type="ephemeral")
+            return
+        await ack()
+        self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], source: str | None) -> None:
+        task = asyncio.create_task(work, name=f"slack-answer-{source}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- the answer, after the ack --------------------------------------------------------------
+    async def _ask_in_channel(
+        self, command: Mapping[str, Any], respond: AsyncRespond, bot: Identity
+    ) -> None:
+        """Slash command: post the question to the channel, then answer in its thread."""
+        channel, user, text = command["channel_id"], command["user_id"], command["text"].strip()
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=channel, text=asked_text(user, text), unfurl_links=False
+            )
+        except SlackApiError as exc:
+            log.warning("slack: cannot post a slash question in %s: %s", channel, exc)
+            await _quietly(lambda: respond(text=CANNOT_POST, response_type="ephemeral"))
+            return
+        question, ts = question_text(text, bot.user_id), posted["ts"]
+        await self._answer(Trigger("slash", channel, user, question, ts=ts, thread_ts=ts), bot)
+
+    async def _answer(self, trigger: Trigger, bot: Identity) -> None:
+        """Placeholder, service, delivery; errors and stops end as a message to the asker."""
+        started = time.monotonic()
+        history: tuple[Message, ...] = ()
+        if trigger.in_thread:
+            replies = await self._replies(trigger)
+            if trigger.origin == "follow-up" and not bot_answered(replies, bot):
+                return
+            history = thread_history(replies, trigger.ts, bot, self.style.footer)
+        question = Question(
+            text=trigger.text,
+            author=trigger.user,
+            conversation=ConversationRef("slack", trigger.channel, trigger.thread_ts),
+            origin=trigger.origin,
+            history=history,
+        )
+        try:
+            reply = await SlackReply.open(
+                self.client, trigger.channel, trigger.thread_ts, self.style, question.request_id
+            )
+        except SlackApiError as exc:
+            log.warning("request %s: cannot post the placeholder: %s", question.request_id, exc)
+            return
+        log.info(
+            "request %s: slack %s in %s, %d chars, %d history turns, placeholder after %.2f s",
+            question.request_id,
+            trigger.origin,
+            trigger.channel,
+            len(question.text),
+            len(history),
+            time.monotonic() - started,
+        )
+        try:
+            outcome = await self.service.answer(question, reply)
+        except asyncio.CancelledError:
+            if not reply.finished:
+                await _quietly(lambda: reply.fail(STOPPED))
+            raise
+        except Exception:
+            log.exception("request %s: answering failed", question.request_id)
+            if not reply.finished:  # never overwrite an answer already shown
+                await _quietly(lambda: reply.fail(BROKEN))
+            return
+        log.info(
+            "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
+        )
+
+    async def _replies(self, trigger: Trigger) -> list[dict[str, Any]]:
+        """The thread's messages, oldest first (empty if Slack will not say)."""
+        messages: list[dict[str, Any]] = []
+        try:
+            pages = await self.client.conversations_replies(
+                channel=trigger.channel, ts=trigger.thread_ts, limit=200
+            )
+            async for page in pages:
+                messages += page.get("messages", [])
+        except SlackApiError as exc:
+            log.warning("slack: cannot read thread %s: %s", trigger.thread_ts, exc)
+        return messages
+
+
+async def _quietly(send: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 10.0) -> None:
+    """Try to tell the asker something; log instead of raising if Slack cannot be reached."""
+    try:
+        await asyncio.wait_for(send(), timeout)
+    except Exception:
+        log.warning("slack: could not deliver a notice", exc_info=True)
