@@ -1,0 +1,294 @@
+"""The Discord adapter: a discord.py client for mentions, DMs, follow-ups and `/ask` (design §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+
+from bot.config import ConfigError, Settings
+from bot.core.events import Origin, Question
+from bot.core.service import AnswerService
+from bot.discord import events
+from bot.discord.history import history
+from bot.discord.outbox import NO_PINGS, ChannelOutbox, InteractionOutbox, Outbox
+from bot.discord.reply import DiscordReply
+
+log = logging.getLogger(__name__)
+
+STOPPED = "Sorry, the bot is restarting and cannot answer now. Please ask again in a minute."
+POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
+LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer
+
+
+def gateway_intents() -> discord.Intents:
+    """The least the bot needs (the README says why for each)."""
+    intents = discord.Intents.none()
+    intents.guilds = True  # channels and threads in the cache: which threads are ours
+    intents.guild_messages = True  # messages in server channels and threads
+    intents.dm_messages = True  # messages in DMs
+    intents.message_content = True  # text of follow-ups that do not mention us; thread history
+    return intents
+
+
+class DiscordAdapter:
+    """Serves `AnswerService` on Discord; `start` connects, `stop` finishes or cancels answers."""
+
+    name = "discord"
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: AnswerService,
+        *,
+        sync_guild: int | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.sync_guild = discord.Object(sync_guild) if sync_guild is not None else None
+        options = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
+        self.client = discord.Client(**{**options, **(client_kwargs or {})})
+        self.client.event(self.on_message)
+        self.tree = app_commands.CommandTree(self.client)
+        self.tree.add_command(self._ask_command(), guild=self.sync_guild)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gateway: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def start(self, timeout: float = 60.0) -> None:
+        """Log in, connect to the gateway and register `/ask`; returns once ready.
+
+        Raises ConfigError, saying what to fix, when Discord refuses the bot or does not answer.
+        """
+        token = self.settings.discord_bot_token
+        if not token:
+            raise ConfigError("DISCORD_BOT_TOKEN is not set (Developer Portal → Bot → Token).")
+        self._point_at_endpoints()
+        try:
+            await self.client.login(token)
+        except discord.LoginFailure as exc:
+            await self.client.close()
+            raise ConfigError(
+                "Discord refused DISCORD_BOT_TOKEN; reset it in the Developer Portal (Bot → "
+                "Reset Token) and copy it again."
+            ) from exc
+        except (discord.HTTPException, OSError) as exc:
+            await self.client.close()
+            raise ConfigError(
+                f"Cannot log in to Discord at {discord.http.Route.BASE}: {exc}"
+            ) from exc
+        self._gateway = asyncio.create_task(self.client.connect(), name="discord-gateway")
+        ready = asyncio.create_task(self.client.wait_until_ready())
+        await asyncio.wait(
+            {self._gateway, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not ready.done():
+            ready.cancel()
+            error = self._gateway.exception() if self._gateway.done() else None
+            await self.stop()
+            raise ConfigError(_gateway_problem(error, timeout)) from error
+        self._accepting = True
+        await self._sync_commands()
+        assert self.client.user is not None
+        log.info("discord: connected as %s (%s)", self.client.user, self.client.user.id)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Take no new questions; give answers in flight `grace` s, then cancel them and close.
+
+        A cancelled answer still tells its asker that the bot is restarting.
+        """
+        self._accepting = False
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.client.close()
+        if self._gateway is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._gateway, LAST_WORD_TIMEOUT)
+
+    def _point_at_endpoints(self) -> None:
+        """DISCORD_API_BASE and DISCORD_GATEWAY_URL (process-wide: discord.py reads class attrs)."""
+        if self.settings.discord_api_base:
+            discord.http.Route.BASE = self.settings.discord_api_base.rstrip("/")
+        if self.settings.discord_gateway_url:
+            url = yarl.URL(self.settings.discord_gateway_url)
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = url
+
+    async def _sync_commands(self) -> None:
+        """Register `/ask`: in one guild at once, or globally (Discord may take a while)."""
+        where = f"in guild {self.sync_guild.id}" if self.sync_guild else "globally"
+        try:
+            await self.tree.sync(guild=self.sync_guild)
+        except discord.HTTPException as exc:
+            log.error(
+                "discord: could not register /ask %s (HTTP %s); was the bot invited with the "
+                "applications.commands scope?",
+                where,
+                exc.status,
+            )
+            return
+        log.info("discord: /ask registered %s", where)
+
+    # ---- messages -----------------------------------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        """A mention, a DM or a follow-up becomes a question; everything else is ignored."""
+        me = self.client.user
+        if not self._accepting or me is None:
+            return
+        if (origin := events.origin(message, me.id)) is not None:
+            self._spawn(self._answer_message(message, origin, me.id))
+
+    async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
+        text = events.strip_mention(message.content, bot_id)
+        question = Question(
+            text, str(message.author.id), events.conversation(message.channel), origin
+        )
+        reply = self._reply(ChannelOutbox(message), question)
+        await reply.show_placeholder()
+        if origin == "follow-up":
+            try:
+                turns = await history(message, bot_id, self.settings.disclaimer)
+            except discord.HTTPException as exc:
+                log.warning(
+                    "request %s: history unreadable (HTTP %s)", reply.request_id, exc.status
+                )
+                turns = ()
+            question = dataclasses.replace(question, history=turns)
+        await self._answer(question, reply)
+
+    # ---- /ask -------------------------------------------------------------------------------
+    def _ask_command(self) -> app_commands.Command[Any, ..., None]:
+        @app_commands.command(name="ask", description="Ask HuatuoGPT-o1 a medical question")
+        @app_commands.describe(
+            question="Your question, with the relevant details of the case",
+            private="Only you see the answer (default: everyone in the channel)",
+        )
+        async def ask(
+            interaction: discord.Interaction, question: str, private: bool = False
+        ) -> None:
+            await self._on_ask(interaction, question, private)
+
+        return ask
+
+    async def _on_ask(self, interaction: discord.Interaction, text: str, private: bool) -> None:
+        """Defer within Discord's 3 s first; the answer is made in the background."""
+        if not self._accepting:
+            await interaction.response.send_message(STOPPED, ephemeral=True)
+            return
+        try:
+            await interaction.response.defer(ephemeral=private, thinking=True)
+        except discord.HTTPException as exc:
+            log.warning("discord: /ask not acknowledged in time (HTTP %s)", exc.status)
+            return
+        self._spawn(self._answer_slash(interaction, text, private))
+
+    async def _answer_slash(
+        self, interaction: discord.Interaction, text: str, private: bool
+    ) -> None:
+        channel = interaction.channel or discord.Object(interaction.channel_id or 0)
+        question = Question(text, str(interaction.user.id), events.conversation(channel), "slash")
+        shown = None
+        if not private and _can_post(interaction):
+            # The interaction token expires after 15 minutes, so a public answer is an ordinary
+            # message: the deferred response becomes the visible question, which it replies to.
+            try:
+                shown = await interaction.edit_original_response(
+                    content=events.quote(text), allowed_mentions=NO_PINGS
+                )
+            except discord.HTTPException as exc:
+                log.warning(
+                    "request %s: question not shown (HTTP %s)", question.request_id, exc.status
+                )
+        if shown is None:
+            reply = self._reply(InteractionOutbox(interaction, ephemeral=private), question)
+        else:
+            reply = self._reply(ChannelOutbox(shown), question)
+            await reply.show_placeholder()
+        await self._answer(question, reply)
+
+    # ---- answering --------------------------------------------------------------------------
+    def _reply(self, outbox: Outbox, question: Question) -> DiscordReply:
+        log.info(
+            "request %s: discord %s, %d chars",
+            question.request_id,
+            question.origin,
+            len(question.text),
+        )
+        return DiscordReply(
+            outbox,
+            question.text,
+            disclaimer=self.settings.disclaimer,
+            request_id=question.request_id,
+        )
+
+    async def _answer(self, question: Question, reply: DiscordReply) -> None:
+        """Run the service; whatever happens, try to leave the asker a message."""
+        started = time.monotonic()
+        try:
+            outcome = await self.service.answer(question, reply)
+        except asyncio.CancelledError:
+            await _last_word(reply, STOPPED)
+            raise
+        except Exception:
+            log.exception("request %s: posting the answer failed", question.request_id)
+            await _last_word(reply, POST_FAILED)
+            return
+        log.info(
+            "request %s: %s after %.1f s (%d history turns)",
+            question.request_id,
+            outcome,
+            time.monotonic() - started,
+            len(question.history) // 2,
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, keeping a reference until it ends."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("discord: a question failed unexpectedly", exc_info=error)
+
+
+async def _last_word(reply: DiscordReply, text: str) -> None:
+    try:
+        await asyncio.wait_for(reply.fail(text), LAST_WORD_TIMEOUT)
+    except Exception as exc:
+        log.warning("request %s: the asker could not be told (%r)", reply.request_id, exc)
+
+
+def _can_post(interaction: discord.Interaction) -> bool:
+    """Whether the bot may post replies where the command was used."""
+    allowed = interaction.app_permissions
+    if isinstance(interaction.channel, discord.Thread):
+        return allowed.send_messages_in_threads and allowed.read_message_history
+    return allowed.send_messages and allowed.read_message_history
+
+
+def _gateway_problem(error: BaseException | None, timeout: float) -> str:
+    gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return (
+            "Discord refused the Message Content intent: enable it in the Developer Portal "
+            "(Bot → Privileged Gateway Intents → Message Content Intent)."
+        )
+    if error is not None:
+        return f"The Discord gateway at {gateway} closed the connection: {error!r}"
+    return f"No READY from the Discord gateway at {gateway} within {timeout:.0f} s."

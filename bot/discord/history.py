@@ -1,0 +1,98 @@
+"""A follow-up's history, read back from Discord: earlier questions and the bot's final answers.
+
+Nothing is kept in memory, so conversations survive restarts. The bot's messages follow two rules
+(see `ChannelOutbox`): every part of an answer replies to its question, and thinking messages reply
+to nothing. An answer counts as final when it ends with the disclaimer footer, which is stripped;
+placeholders, progress and error messages lack it and are left out with their question. (With an
+empty HUATUO_DISCLAIMER every reply of the bot counts.) Reading other people's messages in threads
+and through REST needs the message content intent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import discord
+
+from bot.discord.events import is_bot_thread, question_text
+from inference.engine import Message
+
+THREAD_MESSAGES = 100  # how far back a thread is read
+REPLY_HOPS = 10  # how many earlier answers a chain of replies is followed through
+ANSWER_SCAN = 100  # messages after a question searched for its answer's parts
+
+
+async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tuple[Message, ...]:
+    """The turns before `message`, a follow-up in a bot's thread or a reply to a bot's answer."""
+    channel = message.channel
+    if is_bot_thread(channel, bot_id):
+        # The thread was started on an answer: the conversation so far ends with it.
+        starter = await _fetch(channel.parent, channel.id) if channel.parent else None
+        earlier = await _reply_chain(starter, bot_id, disclaimer) if starter else []
+        recent = [m async for m in channel.history(limit=THREAD_MESSAGES, before=message)]
+        return (*earlier, *_turns(recent[::-1], bot_id, disclaimer))
+    answer = await _referenced(message)
+    return tuple(await _reply_chain(answer, bot_id, disclaimer)) if answer else ()
+
+
+async def _reply_chain(answer: discord.Message, bot_id: int, disclaimer: str) -> list[Message]:
+    """The conversation ending with `answer`, following questions that replied to older answers."""
+    turns: list[list[Message]] = []
+    for _ in range(REPLY_HOPS):
+        if answer.author.id != bot_id or (question := await _referenced(answer)) is None:
+            break
+        later = answer.channel.history(limit=ANSWER_SCAN, after=question)
+        parts = [m async for m in later if m.author.id == bot_id and _reply_id(m) == question.id]
+        turns.append(_turns([question, *parts], bot_id, disclaimer))
+        if (previous := await _referenced(question)) is None:
+            break
+        answer = previous
+    return [turn for pair in reversed(turns) for turn in pair]
+
+
+def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) -> list[Message]:
+    """Question and final-answer turns from messages in order; everything else is dropped."""
+    questions: dict[int, str] = {}
+    parts: defaultdict[int | None, list[str]] = defaultdict(list)
+    for message in messages:
+        if (text := question_text(message, bot_id)) is not None:
+            questions[message.id] = text
+        elif message.author.id == bot_id and (asked := _reply_id(message)) in questions:
+            parts[asked].append(message.content)
+    turns = []
+    for message_id, question in questions.items():
+        answer = _final("\n".join(parts[message_id]), disclaimer)
+        if question and answer:
+            turns += [Message("user", question), Message("assistant", answer)]
+    return turns
+
+
+def _final(text: str, disclaimer: str) -> str | None:
+    """The answer without its footer; None when the footer shows it is no final answer."""
+    text = text.strip()
+    if not disclaimer:
+        return text
+    return text.removesuffix(disclaimer).rstrip() if text.endswith(disclaimer) else None
+
+
+def _reply_id(message: discord.Message) -> int | None:
+    return message.reference.message_id if message.reference else None
+
+
+async def _referenced(message: discord.Message) -> discord.Message | None:
+    """The message `message` replies to, fetched when the event did not carry it."""
+    if (message_id := _reply_id(message)) is None:
+        return None
+    resolved = message.reference.resolved if message.reference else None
+    if isinstance(resolved, discord.Message):
+        return resolved
+    return await _fetch(message.channel, message_id)
+
+
+async def _fetch(channel: discord.abc.Messageable, message_id: int) -> discord.Message | None:
+    """A message by id; None when it was deleted."""
+    try:
+        return await channel.fetch_message(message_id)
+    except discord.NotFound:
+        return None
