@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535, validation_alias="HUATUO_HTTP_PORT")
     max_batch: int = Field(16, ge=1, le=256, validation_alias="HUATUO_MAX_BATCH")
     max_queue: int = Field(64, ge=0, validation_alias="HUATUO_MAX_QUEUE")
+    cpu_threads: int = Field(0, ge=0, le=1024, validation_alias="HUATUO_CPU_THREADS")
     max_question_chars: int = Field(8000, ge=1, validation_alias="HUATUO_MAX_QUESTION_CHARS")
     answer_timeout: float = Field(600.0, gt=0, validation_alias="HUATUO_ANSWER_TIMEOUT")
     disclaimer: str = Field(

@@ -18,5 +18,8 @@ def make_engine(settings: Settings) -> LocalEngine:
             f"HUATUO_BACKEND={settings.backend} is not available yet; use HUATUO_BACKEND=local."
         )
     return LocalEngine(
-        model_spec(settings), max_batch=settings.max_batch, max_queue=settings.max_queue
+        model_spec(settings),
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        cpu_threads=settings.cpu_threads or None,
     )

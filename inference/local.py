@@ -111,9 +111,11 @@ class LocalEngine(BatchEngine):
         max_queue: int = 64,
         model: Any = None,
         tokenizer: Any = None,
+        cpu_threads: int | None = None,
     ) -> None:
         super().__init__(max_batch=max_batch, max_queue=max_queue)
         self.spec = spec
+        self.cpu_threads = cpu_threads
         self.model_name = spec.name
         self.model, self.tokenizer = model, tokenizer
         self._cache: DynamicCache | None = None
@@ -121,6 +123,8 @@ class LocalEngine(BatchEngine):
         self._next: torch.Tensor | None = None  # [rows]: last sampled token, not yet in the cache
 
     def _load(self) -> None:
+        if self.cpu_threads:  # fewer than the cores: others (busy) share the machine
+            torch.set_num_threads(self.cpu_threads)
         if self.model is None:
             self.model, self.tokenizer = load_model(self.spec)
         config = self.model.config.get_text_config()
