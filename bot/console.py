@@ -19,10 +19,9 @@ DIM, BOLD, RESET = "\033[2m", "\033[1m", "\033[0m"
 class ConsoleReply:
     """Prints progress on one status line (when a terminal shows it) and the answer at the end."""
 
-    def __init__(self, out: TextIO | None = None, status: TextIO | None | bool = True) -> None:
+    def __init__(self, out: TextIO | None = None, show_status: bool = True) -> None:
         self.out = out or sys.stdout
-        status = sys.stderr if status is True else status or None
-        self.status = status if status is not None and status.isatty() else None
+        self.status = sys.stderr if show_status and sys.stderr.isatty() else None
         self.color = self.out.isatty()
         self.answer: Answer | None = None
         self.error: str | None = None
@@ -82,7 +81,7 @@ def console_question(text: str, history: tuple[Message, ...] = ()) -> Question:
 
 
 async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: str) -> int:
-    reply = ConsoleReply(status=not as_json)
+    reply = ConsoleReply(show_status=not as_json)
     await service.answer(console_question(question), reply)
     if as_json:
         print(reply.json())
@@ -109,7 +108,7 @@ async def chat(service: AnswerService, disclaimer: str, stdin: TextIO | None = N
 
 async def demo(service: AnswerService, questions: list[str], disclaimer: str) -> int:
     """Ask every question at once (the engine batches them) and print the answers in order."""
-    replies = [ConsoleReply(status=False) for _ in questions]
+    replies = [ConsoleReply(show_status=False) for _ in questions]
     await asyncio.gather(
         *(service.answer(console_question(q), r) for q, r in zip(questions, replies, strict=True))
     )
