@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ def load_model(spec: ModelSpec) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"gguf_file": spec.gguf_file} if spec.gguf_file else {}
     if spec.is_demo:
         log.warning(DEMO_NOTICE)
+    started = time.monotonic()
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
         if torch.cuda.is_available():
@@ -125,4 +127,5 @@ def load_model(spec: ModelSpec) -> tuple[Any, Any]:
     except OSError as exc:
         raise ModelNotFound(f"Could not load model {spec.name!r}: {exc}") from exc
     model.eval()
+    log.info("model %s loaded in %.1f s", spec.name, time.monotonic() - started)
     return model, tokenizer

@@ -1,0 +1,93 @@
+"""`huatuo-bot run --platform all`: Slack and Discord from one process, one model, then SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import aiohttp
+
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention_event, event_callback
+
+FOOTER = "is not a substitute for clinical judgement"  # the default disclaimer ends answers
+
+
+async def eventually(condition, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while not (value := await condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+    return value
+
+
+async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp_path):
+    async with FakeSlack() as slack, FakeDiscord() as discord:
+        env = {
+            **os.environ,
+            "HUATUO_MODEL": "builtin:smollm2",
+            "HUATUO_MAX_NEW_TOKENS": "16",
+            "HUATUO_TEMPERATURE": "0",
+            "HUATUO_HTTP_PORT": str(unused_tcp_port),
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_APP_TOKEN": "xapp-test",
+            "SLACK_API_URL": slack.api_url,
+            "DISCORD_BOT_TOKEN": discord.token,
+            "DISCORD_API_BASE": f"{discord.base_url}/api/v10",
+            "DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{discord.port}/gateway",
+        }
+        log = tmp_path / "run.log"
+        with log.open("w") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot.cli", "-v", "run", "--platform", "all",
+                env=env, cwd=tmp_path, stderr=stderr, stdout=stderr,
+            )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http:
+
+                async def healthy() -> bool:
+                    try:
+                        url = f"http://127.0.0.1:{unused_tcp_port}/healthz"
+                        async with http.get(url) as response:
+                            return response.status == 200
+                    except aiohttp.ClientConnectionError:
+                        return False
+
+                await eventually(healthy)
+            await slack.wait_connected(timeout=30)
+
+            async def discord_ready() -> bool:  # /ask is registered once the bot takes messages
+                return bool(discord.calls_to("PUT", r"/commands$"))
+
+            await eventually(discord_ready)
+            ts = slack.add_message("C1", f"<@{BOT_USER_ID}> What is asthma?")
+            mention = app_mention_event("What is asthma?", ts=ts)
+            await slack.send_socket_event("events_api", event_callback(mention))
+            question = await discord.dispatch_message("What is gout?", mentions_bot=True)
+
+            async def slack_answer() -> str | None:
+                thread = slack.thread("C1", ts)
+                final = [m.text for m in thread if m.user == BOT_USER_ID and FOOTER in m.text]
+                return final[0] if final else None
+
+            async def discord_answer() -> str | None:
+                for message in discord.channel_messages(discord.channel_id):
+                    replied = (message.get("message_reference") or {}).get("message_id")
+                    if replied == question["id"] and FOOTER in message["content"]:
+                        return message["content"]
+                return None
+
+            assert "asthma" in (await eventually(slack_answer)).lower()
+            assert "gout" in (await eventually(discord_answer)).lower()
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 60) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    output = log.read_text()
+    assert output.count("model builtin:smollm2 loaded") == 1, output
+    assert "serving slack, discord" in output
