@@ -203,10 +203,32 @@ class BatchEngine(ABC):
 
     # ---- lifecycle (event loop side) -------------------------------------------------------
     async def start(self) -> None:
-        """Load what the engine needs (off the loop) and start the worker thread."""
-        await asyncio.to_thread(self._load)
-        self._thread = threading.Thread(target=self._run, name=f"{self.name}-worker", daemon=True)
-        self._thread.start()
+        """Start the worker thread and wait until it has loaded what it needs.
+
+        The worker loads the model itself, so one thread does all of the model's work: once
+        another thread has run torch ops, generation here slows down (78 -> 62 tokens/s seen on
+        2 cores; torch's OpenMP thread pools are per thread).
+        """
+        loop = asyncio.get_running_loop()
+        loaded: asyncio.Future[None] = loop.create_future()
+
+        def report(error: BaseException | None) -> None:
+            if not loaded.done():
+                loaded.set_exception(error) if error else loaded.set_result(None)
+
+        def work() -> None:
+            try:
+                self._load()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(report, exc)
+                return
+            loop.call_soon_threadsafe(report, None)
+            self._run()
+
+        thread = threading.Thread(target=work, name=f"{self.name}-worker", daemon=True)
+        thread.start()
+        await loaded
+        self._thread = thread
 
     def _load(self) -> None:  # noqa: B027 - optional hook
         """Load models or other slow resources; runs in a worker thread."""
