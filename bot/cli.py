@@ -1,4 +1,4 @@
-"""`huatuo-bot`: ask, chat, demo and check (design.md §4)."""
+"""`huatuo-bot`: ask, chat, demo, run, check and eval (design.md §4)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from bot import console
 from bot.config import ConfigError, Settings
 from bot.core.service import AnswerService
-from bot.engines import make_engine, model_spec
+from bot.engines import make_engine, model_spec, remote_engine
+from bot.evaluation import command as evaluation
 from bot.runner import PLATFORMS, configured_platforms, make_service, serve
 from inference.loading import ModelNotFound
+from inference.remote import ModelServerError, served_models
 
 DEMO_QUESTIONS = Path(__file__).with_name("demo_questions.jsonl")
 
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         help="which platform to serve (default: every configured one)",
     )  # fmt: skip
     commands.add_parser("check", help="say which settings are missing or wrong")
+    evaluate = with_model(commands.add_parser("eval", help="score the model on MCQ items"))
+    evaluation.add_arguments(evaluate)
     return parser
 
 
@@ -84,6 +88,34 @@ def _with_service(
     return asyncio.run(main())
 
 
+_SERVER_HINTS = {
+    None: " Is the server running, and is HUATUO_OPENAI_BASE_URL right?",
+    401: " Check HUATUO_OPENAI_API_KEY.",
+    403: " Check HUATUO_OPENAI_API_KEY.",
+    404: " HUATUO_OPENAI_BASE_URL should be the API root, usually ending in /v1.",
+}
+
+
+def _check_server(settings: Settings) -> list[str]:
+    """Is the OpenAI-compatible server reachable, and does it serve the configured model?"""
+    try:
+        engine = remote_engine(settings)
+    except ConfigError as exc:
+        return [f"backend: {exc}"]
+    try:
+        models = asyncio.run(served_models(str(engine.url), settings.openai_api_key))
+    except ModelServerError as exc:
+        return [f"model server: {exc}{_SERVER_HINTS.get(exc.status, '')}"]
+    if engine.model_name not in models:
+        return [
+            f"model: the server at {engine.server} does not serve {engine.model_name!r}; it "
+            f"serves {', '.join(map(repr, models)) or 'nothing'}. Set HUATUO_OPENAI_MODEL to "
+            "the one to use."
+        ]
+    print(f"✓ model: {engine.model_name}, served by {engine.server}")
+    return []
+
+
 def check(settings_factory: Callable[[], Settings] = Settings) -> int:
     """Print one line per check; non-zero exit when the bot cannot start."""
     problems: list[str] = []
@@ -93,18 +125,17 @@ def check(settings_factory: Callable[[], Settings] = Settings) -> int:
         for error in exc.errors():
             print(f"✗ {error['loc'][0]}: {error['msg']}")
         return 2
-    try:
-        spec = model_spec(settings)
-        note = " (demo model: not medically reliable)" if spec.is_demo else ""
-        if not spec.cached:
-            note = " (not on this machine yet: it will be downloaded at the first start)"
-        print(f"✓ model: {spec.name}{note}")
-    except ModelNotFound as exc:
-        problems.append(f"model: {exc}")
-    if settings.backend != "local":
-        problems.append(
-            f"backend: HUATUO_BACKEND={settings.backend} is not available yet; use local"
-        )
+    if settings.backend == "openai":
+        problems.extend(_check_server(settings))
+    else:
+        try:
+            spec = model_spec(settings)
+            note = " (demo model: not medically reliable)" if spec.is_demo else ""
+            if not spec.cached:
+                note = " (not on this machine yet: it will be downloaded at the first start)"
+            print(f"✓ model: {spec.name}{note}")
+        except ModelNotFound as exc:
+            problems.append(f"model: {exc}")
     platforms = []
     if settings.slack_bot_token:
         if settings.slack_app_token or settings.slack_signing_secret:
@@ -150,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             platforms = configured_platforms(settings) if everything else [args.platform]
             asyncio.run(serve(settings, platforms))
             return 0
+        if args.command == "eval":
+            return evaluation.run(settings, args)
         if args.command == "chat":
             return _with_service(settings, lambda s: console.chat(s, settings.disclaimer))
         questions = [

@@ -2,24 +2,67 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from bot.config import ConfigError, Settings
 from inference.loading import ModelSpec, resolve_model
-from inference.local import LocalEngine
+from inference.remote import RemoteEngine
+
+if TYPE_CHECKING:
+    from inference.local import LocalEngine
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def model_spec(settings: Settings) -> ModelSpec:
     return resolve_model(settings.model)
 
 
-def make_engine(settings: Settings) -> LocalEngine:
-    """A local transformers engine for the configured model (not started: call `start`)."""
-    if settings.backend != "local":
-        raise ConfigError(
-            f"HUATUO_BACKEND={settings.backend} is not available yet; use HUATUO_BACKEND=local."
-        )
+def make_engine(settings: Settings) -> LocalEngine | RemoteEngine:
+    """The engine for the configured backend (not started: call `start`)."""
+    if settings.backend == "openai":
+        return remote_engine(settings)
+    from inference.local import LocalEngine  # imports torch: only the local backend needs it
+
     return LocalEngine(
         model_spec(settings),
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         cpu_threads=settings.cpu_threads or None,
     )
+
+
+def served_model(settings: Settings) -> str:
+    """The model name to ask the server for: HUATUO_OPENAI_MODEL, else HUATUO_MODEL if a hub id."""
+    if settings.openai_model:
+        return settings.openai_model.strip()
+    name = settings.model.strip()
+    if _HUB_ID.fullmatch(name) and not Path(name).exists():
+        return name
+    raise ConfigError(
+        "HUATUO_BACKEND=openai needs the name the server serves the model under: set "
+        "HUATUO_OPENAI_MODEL (GET /v1/models lists them), or HUATUO_MODEL to the model's "
+        f"Hugging Face id, such as FreedomIntelligence/HuatuoGPT-o1-7B (not {name!r})."
+    )
+
+
+def remote_engine(settings: Settings) -> RemoteEngine:
+    """A client of the OpenAI-compatible server at HUATUO_OPENAI_BASE_URL."""
+    if not settings.openai_base_url:
+        raise ConfigError(
+            "HUATUO_BACKEND=openai needs HUATUO_OPENAI_BASE_URL, the server's API address, such "
+            "as http://localhost:8000/v1."
+        )
+    model = served_model(settings)
+    try:
+        return RemoteEngine(
+            settings.openai_base_url,
+            model,
+            api_key=settings.openai_api_key,
+            max_batch=settings.max_batch,
+            max_queue=settings.max_queue,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"HUATUO_OPENAI_BASE_URL: {exc}") from exc

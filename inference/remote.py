@@ -1,0 +1,450 @@
+"""A thin client of an OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp server).
+
+`RemoteEngine` keeps the local engine's contract: `submit` returns a `Generation` at once (or raises
+QueueFull / EngineClosed) and iterating it yields text chunks. Instead of a worker thread, each
+running request is a task on the asyncio loop that streams `POST /v1/chat/completions` (server-sent
+events). At most `max_batch` streams are open at once; more wait in a bounded line and know their
+place. Connection errors and 5xx / 429 answers are retried with backoff until the first text
+arrives, never after (no text is ever sent twice); past that, a failure fails that request alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from inference.engine import (
+    EngineClosed,
+    EngineError,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    QueueFull,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_RETRY_DELAY = 10.0  # seconds; also caps a server's Retry-After
+
+
+class ModelServerError(EngineError):
+    """The model server could not be reached or did not answer well; the message names it."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, None when there was no HTTP answer
+        self.retryable = retryable  # worth another try if no text was sent yet
+        self.retry_after = retry_after
+
+
+def api_base(base_url: str) -> URL:
+    """The API root: `http://host:8000` and `http://host:8000/v1` both give `.../v1`."""
+    url = URL(base_url.strip().rstrip("/"))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{base_url!r} is not an http(s) URL such as http://localhost:8000/v1")
+    return url / "v1" if url.path in ("", "/") else url
+
+
+def _shown(url: URL) -> str:
+    """The URL as error messages and logs show it: without any user or password in it."""
+    return str(url.with_user(None))
+
+
+def _cause(exc: BaseException) -> str:
+    """The low-level error behind `exc`, for the log."""
+    return f" [{exc.__cause__!r}]" if exc.__cause__ else ""
+
+
+def _unreachable(server: str, exc: aiohttp.ClientConnectorError) -> ModelServerError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc.os_error or exc)
+    return ModelServerError(
+        f"The model server at {server} is not reachable ({reason}).", retryable=True
+    )
+
+
+async def _status_error(response: aiohttp.ClientResponse, server: str) -> ModelServerError:
+    """What a non-200 answer means, with the server's own explanation when it gives one."""
+    status = response.status
+    body = (await response.content.read(4096)).decode(errors="replace")
+    try:
+        error = json.loads(body)
+        detail = error.get("error") or error.get("detail") or error.get("message")
+        detail = detail.get("message") if isinstance(detail, dict) else detail
+    except (ValueError, AttributeError):  # not JSON: an HTML page from a proxy, say
+        detail = response.reason
+    # Only a plain message: a structured one (FastAPI's 422) may echo the question's text.
+    detail = detail.strip().rstrip(".")[:300] if isinstance(detail, str) else ""
+    explained = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if status == 429 or status >= 500:
+        retry_after = response.headers.get("Retry-After", "")
+        return ModelServerError(
+            f"The model server at {server} is {'busy' if status == 429 else 'failing'} "
+            f"({explained}).",
+            status,
+            retryable=True,
+            retry_after=float(retry_after) if retry_after.isdigit() else None,
+        )
+    return ModelServerError(
+        f"The model server at {server} refused the request ({explained}).", status
+    )
+
+
+async def _sse_data(stream: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The data of each server-sent event (its data lines joined), in order."""
+    data: list[str] = []
+    async for raw in stream:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif not line and data:
+            yield "\n".join(data)
+            data = []
+    if data:
+        yield "\n".join(data)
+
+
+async def served_models(
+    base_url: str, api_key: str | None = None, timeout: float = 5.0
+) -> list[str]:
+    """The model ids the server lists at GET /v1/models; raises ModelServerError if it can't."""
+    url = api_base(base_url)
+    server = _shown(url)
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url / "models", headers=headers) as response,
+        ):
+            if response.status != 200:
+                raise await _status_error(response, server)
+            listed = (await response.json(content_type=None)).get("data") or []
+    except aiohttp.ClientConnectorError as exc:
+        raise _unreachable(server, exc) from exc
+    except TimeoutError as exc:
+        raise ModelServerError(
+            f"The model server at {server} did not answer within {timeout:g} s."
+        ) from exc
+    except (aiohttp.ClientError, ValueError, AttributeError) as exc:
+        raise ModelServerError(
+            f"The model server at {server} gave no model list at {url / 'models'} ({exc})."
+        ) from exc
+    return [model["id"] for model in listed if isinstance(model, dict) and "id" in model]
+
+
+class _RemoteGeneration(Generation):
+    """A Generation whose cancel() also closes its HTTP stream at once, not at the next chunk."""
+
+    def __init__(
+        self,
+        request: GenerationRequest,
+        loop: asyncio.AbstractEventLoop,
+        on_cancel: Callable[[Generation], None],
+    ) -> None:
+        super().__init__(request, loop)
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> None:
+        super().cancel()
+        if not self.done:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs any more
+                self._loop.call_soon_threadsafe(self._on_cancel, self)
+
+
+class RemoteEngine:
+    """Streams answers from an OpenAI-compatible server; see the module docstring."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        max_batch: int = 16,
+        max_queue: int = 64,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+    ) -> None:
+        self.url = api_base(base_url)
+        self.server = _shown(self.url)
+        self.model_name = model
+        self.api_key = api_key
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout  # the longest wait for the next chunk
+        self.retries = retries
+        self.backoff = backoff
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+        self._waiting: deque[Generation] = deque()
+        self._tasks: dict[Generation, asyncio.Task[None]] = {}
+        self._ids = itertools.count(1)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the HTTP client and say in the log whether the server serves the model.
+
+        An unreachable server does not stop the start (it may still be loading its model);
+        questions fail with a clear message until it answers.
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.connect_timeout, sock_read=self.read_timeout
+        )
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=0)
+        )
+        try:
+            models = await served_models(str(self.url), self.api_key, timeout=3.0)
+        except EngineError as exc:
+            log.warning("%s Questions will fail until it answers.", exc)
+            return
+        if self.model_name not in models:
+            log.warning(
+                "%s does not list model %r; it lists %s", self.server, self.model_name, models
+            )
+        else:
+            log.info("%s serves %s", self.server, self.model_name)
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        """Start streaming, or queue when `max_batch` streams are open; raises QueueFull or
+        EngineClosed instead of queueing without bound."""
+        if not request.request_id:
+            request = GenerationRequest(request.messages, request.sampling, f"r{next(self._ids)}")
+        if self._session is None or self._closing:
+            raise EngineClosed("The model is not taking questions right now (shutting down).")
+        busy = len(self._tasks) >= self.max_batch
+        if busy and len(self._waiting) >= self.max_queue:
+            raise QueueFull(
+                f"{len(self._waiting)} questions are already waiting; please ask again in a minute."
+            )
+        generation = _RemoteGeneration(request, asyncio.get_running_loop(), self._cancelled)
+        if busy:
+            self._waiting.append(generation)
+            generation._position = len(self._waiting)
+        else:
+            self._begin(generation)
+        return generation
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop taking requests, let pending ones finish for up to `grace` s, then fail the rest."""
+        self._closing = True
+        deadline = time.monotonic() + grace
+        while self._tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(self._tasks.values()), timeout=left)
+        leftovers = [*self._waiting, *self._tasks]
+        self._waiting.clear()
+        for generation in leftovers:
+            generation._finish(
+                "error", EngineClosed("The bot shut down before this answer could finish.")
+            )
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # ---- the line and the slots ------------------------------------------------------------
+    def _begin(self, generation: Generation) -> None:
+        generation._position = None
+        generation.stats.started_at = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._serve(generation))
+        self._tasks[generation] = task
+        task.add_done_callback(lambda _: self._ended(generation))
+
+    def _ended(self, generation: Generation) -> None:
+        """Free the slot and give it to the next in line."""
+        del self._tasks[generation]
+        while self._waiting and len(self._tasks) < self.max_batch:
+            self._begin(self._waiting.popleft())
+        self._renumber()
+
+    def _cancelled(self, generation: Generation) -> None:
+        if generation in self._waiting:
+            self._waiting.remove(generation)
+            generation._finish("cancelled")
+            self._renumber()
+        elif (task := self._tasks.get(generation)) is not None:
+            task.cancel()
+
+    def _renumber(self) -> None:
+        for place, generation in enumerate(self._waiting, start=1):
+            generation._position = place
+
+    # ---- one request -----------------------------------------------------------------------
+    async def _serve(self, generation: Generation) -> None:
+        """Stream one answer to its end, telling the asker how it ended; never raises but
+        cancellation."""
+        request_id = generation.request.request_id
+        try:
+            reason = await self._with_retries(generation)
+        except asyncio.CancelledError:
+            generation._finish("cancelled")  # a no-op when close() failed it first
+            log.info("request %s cancelled", request_id)
+            raise
+        except EngineError as exc:
+            log.warning("request %s failed: %s%s", request_id, exc, _cause(exc))
+            generation._finish("error", exc)
+            return
+        except Exception as exc:  # a bug here must not leave the asker waiting
+            log.exception("request %s failed", request_id)
+            generation._finish("error", EngineError(f"Generation failed: {exc}"))
+            return
+        generation._finish(reason)
+        stats = generation.stats
+        log.info(
+            "request %s: %s, %d tokens, first after %.2f s, %.2f s in all",
+            request_id,
+            reason,
+            stats.completion_tokens,
+            stats.time_to_first_token or 0.0,
+            (stats.finished_at or 0.0) - stats.submitted_at,
+        )
+
+    async def _with_retries(self, generation: Generation) -> FinishReason:
+        attempt = 0
+        while True:
+            try:
+                return await self._stream(generation)
+            except ModelServerError as exc:
+                attempt += 1
+                if not exc.retryable or generation.text or attempt > self.retries:
+                    raise
+                delay = self.backoff * 2 ** (attempt - 1)
+                if exc.retry_after is not None:
+                    delay = exc.retry_after
+                delay = min(delay, _MAX_RETRY_DELAY)
+                log.warning(
+                    "request %s: %s%s Retry %d of %d in %.1f s.",
+                    generation.request.request_id,
+                    exc,
+                    _cause(exc),
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        sampling = request.sampling
+        return {
+            "model": self.model_name,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": sampling.max_new_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+        }
+
+    async def _stream(self, generation: Generation) -> FinishReason:
+        """One attempt: POST the request and stream the answer into the Generation."""
+        assert self._session is not None
+        request = generation.request
+        try:
+            async with self._session.post(
+                self.url / "chat" / "completions",
+                json=self._body(request),
+                headers={"X-Request-ID": request.request_id},
+            ) as response:
+                if response.status != 200:
+                    raise await _status_error(response, self.server)
+                try:
+                    return await self._read(generation, response)
+                except BaseException:
+                    response.close()  # drop the connection: the server stops generating
+                    raise
+        except aiohttp.ClientConnectorError as exc:
+            raise _unreachable(self.server, exc) from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ModelServerError(
+                f"The model server at {self.server} is not reachable (no connection within "
+                f"{self.connect_timeout:g} s).",
+                retryable=True,
+            ) from exc
+        except aiohttp.SocketTimeoutError as exc:
+            raise ModelServerError(
+                f"The model server at {self.server} sent nothing for {self.read_timeout:g} s."
+            ) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise self._lost(generation) from exc
+
+    def _lost(self, generation: Generation) -> ModelServerError:
+        """The connection broke after the request went out (the log has the details)."""
+        if generation.text:
+            return ModelServerError(
+                f"The model server at {self.server} stopped in the middle of the answer "
+                "(the connection was lost)."
+            )
+        return ModelServerError(
+            f"The model server at {self.server} closed the connection before answering.",
+            retryable=True,
+        )
+
+    async def _read(self, generation: Generation, response: aiohttp.ClientResponse) -> FinishReason:
+        """Emit each content delta; take token counts from `usage` when the server sends it."""
+        stats = generation.stats
+        finish: FinishReason | None = None
+        chunks, counted = 0, False
+        async for data in _sse_data(response.content):
+            if data.strip() == "[DONE]":
+                return finish or "stop"
+            try:
+                event = json.loads(data)
+            except ValueError as exc:
+                raise ModelServerError(
+                    f"The model server at {self.server} sent something that is not JSON."
+                ) from exc
+            if error := event.get("error"):
+                message = error.get("message", error) if isinstance(error, dict) else error
+                raise ModelServerError(f"The model server at {self.server} failed: {message}")
+            if usage := event.get("usage"):
+                stats.prompt_tokens = usage.get("prompt_tokens") or stats.prompt_tokens
+                stats.completion_tokens = usage.get("completion_tokens") or chunks
+                counted = True
+            for choice in event.get("choices") or ():
+                if text := (choice.get("delta") or {}).get("content"):
+                    chunks += 1
+                    if not counted:
+                        stats.completion_tokens = chunks
+                    generation._emit(text)
+                if reason := choice.get("finish_reason"):
+                    finish = "length" if reason == "length" else "stop"
+        if finish is None:  # the stream ended without saying why: the server went away
+            raise self._lost(generation)
+        return finish
