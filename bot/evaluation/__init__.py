@@ -1,0 +1,1 @@
+"""`huatuo-bot eval`: score the configured model on multiple-choice questions (issue 7)."""
