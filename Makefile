@@ -26,6 +26,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine_throughput.py
+	$(PY) -m bench.slack_ack_latency
+	$(PY) -m bench.remote_overhead
 
 clean:
 	rm -rf $(VENV)
