@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,6 +34,18 @@ class QueueFull(EngineError):
 
 class EngineClosed(EngineError):
     """The engine is shutting down and takes no new questions."""
+
+
+def closed() -> EngineClosed:
+    return EngineClosed("The model is not taking questions right now (shutting down).")
+
+
+def cut_off_by_shutdown() -> EngineClosed:
+    return EngineClosed("The bot shut down before this answer could finish.")
+
+
+def queue_full(waiting: int) -> QueueFull:
+    return QueueFull(f"{waiting} questions are already waiting; please ask again in a minute.")
 
 
 class PromptTooLong(EngineError):
@@ -60,6 +72,12 @@ class GenerationRequest:
     messages: tuple[Message, ...]
     sampling: SamplingParams = SamplingParams()
     request_id: str = ""
+
+    def with_id(self, ids: Iterator[int]) -> GenerationRequest:
+        """This request, numbered from `ids` if it has no id yet."""
+        if self.request_id:
+            return self
+        return GenerationRequest(self.messages, self.sampling, f"r{next(ids)}")
 
 
 @dataclass
@@ -247,17 +265,12 @@ class BatchEngine(ABC):
 
     def submit(self, request: GenerationRequest) -> Generation:
         """Queue a request; raises QueueFull or EngineClosed instead of queueing without bound."""
-        if not request.request_id:
-            request = GenerationRequest(request.messages, request.sampling, f"r{next(self._ids)}")
-        generation = Generation(request, asyncio.get_running_loop())
+        generation = Generation(request.with_id(self._ids), asyncio.get_running_loop())
         with self._lock:
             if self._closing or self._thread is None:
-                raise EngineClosed("The model is not taking questions right now (shutting down).")
+                raise closed()
             if len(self._waiting) >= self.max_queue:
-                raise QueueFull(
-                    f"{len(self._waiting)} questions are already waiting; "
-                    "please ask again in a minute."
-                )
+                raise queue_full(len(self._waiting))
             self._waiting.append(generation)
             generation._position = len(self._waiting)
             self._lock.notify()
@@ -276,9 +289,7 @@ class BatchEngine(ABC):
         with self._lock:
             leftovers = list(self._waiting) + [row.generation for row in self._rows]
         for generation in leftovers:
-            generation._finish(
-                "error", EngineClosed("The bot shut down before this answer could finish.")
-            )
+            generation._finish("error", cut_off_by_shutdown())
             generation.cancel()
         await asyncio.to_thread(self._thread.join)
 

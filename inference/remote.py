@@ -25,12 +25,13 @@ import aiohttp
 from yarl import URL
 
 from inference.engine import (
-    EngineClosed,
     EngineError,
     FinishReason,
     Generation,
     GenerationRequest,
-    QueueFull,
+    closed,
+    cut_off_by_shutdown,
+    queue_full,
 )
 
 log = logging.getLogger(__name__)
@@ -243,15 +244,12 @@ class RemoteEngine:
     def submit(self, request: GenerationRequest) -> Generation:
         """Start streaming, or queue when `max_batch` streams are open; raises QueueFull or
         EngineClosed instead of queueing without bound."""
-        if not request.request_id:
-            request = GenerationRequest(request.messages, request.sampling, f"r{next(self._ids)}")
+        request = request.with_id(self._ids)
         if self._session is None or self._closing:
-            raise EngineClosed("The model is not taking questions right now (shutting down).")
+            raise closed()
         busy = len(self._tasks) >= self.max_batch
         if busy and len(self._waiting) >= self.max_queue:
-            raise QueueFull(
-                f"{len(self._waiting)} questions are already waiting; please ask again in a minute."
-            )
+            raise queue_full(len(self._waiting))
         generation = _RemoteGeneration(request, asyncio.get_running_loop(), self._cancelled)
         if busy:
             self._waiting.append(generation)
@@ -269,9 +267,7 @@ class RemoteEngine:
         leftovers = [*self._waiting, *self._tasks]
         self._waiting.clear()
         for generation in leftovers:
-            generation._finish(
-                "error", EngineClosed("The bot shut down before this answer could finish.")
-            )
+            generation._finish("error", cut_off_by_shutdown())
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
