@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(0, ge=0, le=1024, validation_alias="HUATUO_CPU_THREADS")
     max_question_chars: int = Field(8000, ge=1, validation_alias="HUATUO_MAX_QUESTION_CHARS")
     answer_timeout: float = Field(600.0, gt=0, validation_alias="HUATUO_ANSWER_TIMEOUT")
+    redact_phi: bool = Field(False, validation_alias="HUATUO_REDACT_PHI")
     disclaimer: str = Field(
         "_HuatuoGPT-o1 is an AI model: check its answers before acting on them; "
         "it is not a substitute for clinical judgement._",
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def redact_before_sending(self) -> bool:
+        """Redact identifiers from what the engine gets: on, and the engine is a remote server."""
+        return self.redact_phi and self.backend == "openai"
 
     @property
     def sampling(self) -> SamplingParams:

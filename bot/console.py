@@ -25,11 +25,18 @@ class ConsoleReply:
         self.color = self.out.isatty()
         self.answer: Answer | None = None
         self.error: str | None = None
+        self.notices: list[str] = []
 
     def _clear_status(self) -> None:
         if self.status:
             self.status.write("\r\033[K")
             self.status.flush()
+
+    async def notice(self, text: str) -> None:
+        """Print an urgent notice at once on stderr (stdout keeps only the answer)."""
+        self._clear_status()
+        self.notices.append(text)
+        print(f"\n{text}\n", file=sys.stderr, flush=True)
 
     async def progress(self, progress: Progress) -> None:
         if self.status:
@@ -67,7 +74,7 @@ class ConsoleReply:
             return json.dumps(
                 {"error": self.error, "answer": "", "thinking": "", "complete": False}
             )
-        return json.dumps(asdict(self.answer), ensure_ascii=False)
+        return json.dumps({**asdict(self.answer), "notices": self.notices}, ensure_ascii=False)
 
 
 def console_question(text: str, history: tuple[Message, ...] = ()) -> Question:

@@ -35,6 +35,7 @@ def make_service(settings: Settings, engine: BatchEngine) -> AnswerService:
         system_prompt=settings.system_prompt,
         max_question_chars=settings.max_question_chars,
         answer_timeout=settings.answer_timeout,
+        redact_phi=settings.redact_before_sending,
     )
 
 

@@ -17,6 +17,7 @@ from bot.core.service import AnswerService
 from bot.discord import DiscordAdapter
 from bot.discord.adapter import STOPPED
 from bot.discord.events import quote, strip_mention, unquote
+from bot.discord.outbox import NOTICE_MARK
 from bot.discord.reply import thread_name
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.local import LocalEngine
@@ -190,6 +191,29 @@ async def test_replies_to_answers_continue_the_conversation(
     ]
     assert asked_messages(scripted_engine, 2) == (*turns, Message("user", questions[2]))
     assert len(scripted_engine.requests) == 3
+
+
+async def test_an_emergency_notice_comes_before_the_answer_and_stays_out_of_history(
+    fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    text = "我现在胸口剧痛"
+    async with serving(fake, scripted_engine):
+        asked = await fake.dispatch_message(text, mentions_bot=True)
+        await until(lambda: thread_messages(fake))
+        notice, answer = replies(fake, asked)
+        follow_up = await fake.dispatch_message("怎么办？", message_reference=answer["id"])
+        await until(lambda: len(fake.threads) == 2 and thread_messages(fake, 1))
+
+    assert notice["content"].startswith(f"{NOTICE_MARK} **这可能是紧急情况。**")
+    assert "120" in notice["content"]
+    assert answer["content"] == f"Answer to: {text}\n\n{DISCLAIMER}"
+    ids = [m["id"] for m in fake.channel_messages(fake.channel_id)]
+    assert ids.index(notice["id"]) < ids.index(answer["id"]) < ids.index(follow_up["id"])
+    assert asked_messages(scripted_engine, 1) == (
+        Message("user", text),
+        Message("assistant", f"Answer to: {text}"),
+        Message("user", "怎么办？"),
+    )
 
 
 async def test_ask_defers_at_once_then_answers_in_the_channel(

@@ -20,15 +20,24 @@ class CollectingReply:
         self.progress_updates: list[Progress] = []
         self.answers: list[Answer] = []
         self.failures: list[str] = []
+        self.notices: list[str] = []
+        self.order: list[str] = []  # what was shown, in order: notice, progress, deliver, fail
+
+    async def notice(self, text: str) -> None:
+        self.notices.append(text)
+        self.order.append("notice")
 
     async def progress(self, progress: Progress) -> None:
         self.progress_updates.append(progress)
+        self.order.append("progress")
 
     async def deliver(self, answer: Answer) -> None:
         self.answers.append(answer)
+        self.order.append("deliver")
 
     async def fail(self, message: str) -> None:
         self.failures.append(message)
+        self.order.append("fail")
 
 
 def question(text: str, history: tuple[Message, ...] = ()) -> Question:
@@ -155,3 +164,56 @@ def test_answer_text_says_when_it_was_cut_short_or_missing():
     )
     none = Answer("", "reasoning", complete=False, truncated=False, model="m", request_id="r")
     assert "did not reach a final answer" in texts.answer_text(none)
+
+
+async def test_a_personal_emergency_gets_the_notice_first_and_still_an_answer():
+    engine = ScriptedEngine(huatuo_script, step_delay=0.01)
+    await engine.start()
+    try:
+        reply = CollectingReply()
+        text = "I have crushing chest pain right now"
+        assert await service(engine).answer(question(text), reply) == "answered"
+    finally:
+        await engine.close(grace=0)
+    [notice] = reply.notices
+    assert "911" in notice and "120" in notice
+    assert reply.order[0] == "notice" and reply.order.count("notice") == 1
+    assert "progress" in reply.order and reply.order[-1] == "deliver"
+    assert reply.answers[0].answer == f"Answer to: {text}"
+
+
+async def test_a_teaching_case_gets_no_notice(scripted_engine):
+    reply = CollectingReply()
+    text = "A 55-year-old presents with chest pain radiating to the left arm. Diagnosis?"
+    assert await service(scripted_engine).answer(question(text), reply) == "answered"
+    assert reply.notices == [] and "notice" not in reply.order
+
+
+async def test_a_failing_notice_does_not_cost_the_answer(scripted_engine):
+    class BrokenNotice(CollectingReply):
+        async def notice(self, text: str) -> None:
+            raise RuntimeError("platform down")
+
+    reply = BrokenNotice()
+    assert await service(scripted_engine).answer(question("我想自杀"), reply) == "answered"
+    assert reply.answers[0].answer == "Answer to: 我想自杀"
+
+
+@pytest.mark.parametrize("redact_phi", [True, False])
+async def test_identifiers_are_redacted_only_when_asked(scripted_engine, redact_phi):
+    history = (
+        Message("user", "patient John Smith, MRN: 00123456, has a fever"),
+        Message("assistant", "Call him on 555-123-4567."),
+    )
+    text = "Email jane@example.org: is 500 mg paracetamol safe for a 55-year-old?"
+    svc = service(scripted_engine, redact_phi=redact_phi)
+    await svc.answer(question(text, history), CollectingReply())
+    sent = [m.content for m in scripted_engine.requests[-1].request.messages]
+    if redact_phi:
+        assert sent == [
+            "patient [NAME], MRN: [MRN], has a fever",
+            "Call him on [PHONE].",
+            "Email [EMAIL]: is 500 mg paracetamol safe for a 55-year-old?",
+        ]
+    else:
+        assert sent == [m.content for m in history] + [text]

@@ -24,6 +24,7 @@ from bot.slack.events import Identity, thread_history
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
 from bot.slack.reply import (
     FAIL_MARK,
+    NOTICE_MARK,
     PROGRESS_MARK,
     THINKING_MARK,
     ReplyStyle,
@@ -231,6 +232,29 @@ async def test_follow_up_in_the_thread_carries_the_history(scripted_engine) -> N
         replies = bot.bot_messages("C1", question)
         assert replies[-2].text.startswith("Answer to: and in children?")
         assert not bot.bot_messages("C1", elsewhere)
+
+
+async def test_an_emergency_notice_comes_before_the_answer_and_stays_out_of_history(
+    scripted_engine,
+) -> None:
+    text = "I have crushing chest pain right now"
+    async with running(scripted_engine) as bot:
+        question = await bot.mention(text)
+        await bot.idle()
+        notice, answer, thinking = bot.bot_messages("C1", question)
+        assert notice.text.startswith(f"{NOTICE_MARK} *This may be an emergency.*")
+        assert "911" in notice.text and notice.thread_ts == question
+        assert answer.text == f"Answer to: {text}\n\n{DISCLAIMER}"
+        assert thinking.text.startswith(THINKING_MARK)
+
+        follow_up = bot.slack.add_message("C1", "what should I do?", thread_ts=question)
+        await bot.event(message_event("what should I do?", ts=follow_up, thread_ts=question))
+        await bot.idle()
+    assert scripted_engine.requests[1].request.messages == (
+        Message("user", text),
+        Message("assistant", f"Answer to: {text}"),
+        Message("user", "what should I do?"),
+    )
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])

@@ -10,6 +10,9 @@ from bot.core.events import Answer, Progress
 class Reply(Protocol):
     """Where one question's answer goes; the adapter makes one per question (its output side)."""
 
+    async def notice(self, text: str) -> None:
+        """Show an urgent message (Markdown) before the answer: above it, and at once."""
+
     async def progress(self, progress: Progress) -> None:
         """Update the placeholder ("Thinking… (2 ahead of you)"); at most about once a second."""
 

@@ -9,10 +9,13 @@ from typing import Literal, Protocol
 from bot.core import texts
 from bot.core.adapter import Reply
 from bot.core.events import Answer, Progress, Question
+from bot.core.redaction import redact
+from bot.core.safety import emergency_notice
 from inference.engine import (
     EngineError,
     Generation,
     GenerationRequest,
+    Message,
     SamplingParams,
 )
 from inference.prompts import build_messages
@@ -41,6 +44,7 @@ class AnswerService:
         max_question_chars: int = 8000,
         answer_timeout: float = 600.0,
         progress_interval: float = 1.0,
+        redact_phi: bool = False,
     ) -> None:
         self.engine = engine
         self.sampling = sampling
@@ -48,6 +52,7 @@ class AnswerService:
         self.max_question_chars = max_question_chars
         self.answer_timeout = answer_timeout
         self.progress_interval = progress_interval
+        self.redact_phi = redact_phi  # identifiers out of the text sent to the engine
 
     def refusal(self, question: Question) -> str | None:
         """Why this question cannot be taken, or None."""
@@ -62,8 +67,9 @@ class AnswerService:
         if (reason := self.refusal(question)) is not None:
             await reply.fail(reason)
             return "refused"
-        messages = build_messages(question.text.strip(), question.history, self.system_prompt)
-        request = GenerationRequest(messages, self.sampling, question.request_id)
+        if (notice := emergency_notice(question.text)) is not None:
+            await self._safe_notice(reply, notice, question.request_id)
+        request = GenerationRequest(self._messages(question), self.sampling, question.request_id)
         try:
             generation = self.engine.submit(request)
         except EngineError as exc:
@@ -74,6 +80,14 @@ class AnswerService:
             return await self._follow(question, generation, reply)
         finally:
             generation.cancel()  # no-op once finished; frees the slot if we left early
+
+    def _messages(self, question: Question) -> tuple[Message, ...]:
+        """The chat messages for the engine, with identifiers redacted when `redact_phi` is on."""
+        text, history = question.text.strip(), question.history
+        if self.redact_phi:
+            text = redact(text)
+            history = tuple(Message(m.role, redact(m.content)) for m in history)
+        return build_messages(text, history, self.system_prompt)
 
     async def _follow(self, question: Question, generation: Generation, reply: Reply) -> Outcome:
         started = time.monotonic()
@@ -130,6 +144,15 @@ class AnswerService:
         state = "answering" if stream.phase == "answer" else "thinking"
         tokens = generation.stats.completion_tokens
         return Progress(state, tokens=tokens, elapsed=round(elapsed))
+
+    @staticmethod
+    async def _safe_notice(reply: Reply, notice: str, request_id: str) -> None:
+        """An emergency notice first; if it cannot be shown, the answer still comes."""
+        log.info("request %s: emergency notice", request_id)
+        try:
+            await reply.notice(notice)
+        except Exception:
+            log.warning("request %s: emergency notice failed", request_id, exc_info=True)
 
     @staticmethod
     async def _safe_progress(reply: Reply, progress: Progress, request_id: str) -> None:

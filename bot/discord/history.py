@@ -3,9 +3,10 @@
 Nothing is kept in memory, so conversations survive restarts. The bot's messages follow two rules
 (see `ChannelOutbox`): every part of an answer replies to its question, and thinking messages reply
 to nothing. An answer counts as final when it ends with the disclaimer footer, which is stripped;
-placeholders, progress and error messages lack it and are left out with their question. (With an
-empty HUATUO_DISCLAIMER every reply of the bot counts.) Reading other people's messages in threads
-and through REST needs the message content intent.
+placeholders, progress and error messages lack it and are left out with their question; emergency
+notices (marked) are left out too. (With an empty HUATUO_DISCLAIMER every other reply of the bot
+counts.) Reading other people's messages in threads and through REST needs the message content
+intent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.discord.events import is_bot_thread, question_text
+from bot.discord.outbox import NOTICE_MARK
 from inference.engine import Message
 
 THREAD_MESSAGES = 100  # how far back a thread is read
@@ -58,7 +60,7 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
     for message in messages:
         if (text := question_text(message, bot_id)) is not None:
             questions[message.id] = text
-        elif message.author.id == bot_id and (asked := _reply_id(message)) in questions:
+        elif _answer_part(message, bot_id) and (asked := _reply_id(message)) in questions:
             parts[asked].append(message.content)
     turns = []
     for message_id, question in questions.items():
@@ -66,6 +68,11 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
         if question and answer:
             turns += [Message("user", question), Message("assistant", answer)]
     return turns
+
+
+def _answer_part(message: discord.Message, bot_id: int) -> bool:
+    """The bot's message that may be part of an answer (not an emergency notice)."""
+    return message.author.id == bot_id and not message.content.startswith(NOTICE_MARK)
 
 
 def _final(text: str, disclaimer: str) -> str | None:

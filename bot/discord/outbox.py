@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000  # characters per Discord message
 NO_PINGS = discord.AllowedMentions.none()  # model output must never ping anyone
+NOTICE_MARK = "🚨"  # starts an emergency notice, so history can leave it out
 
 
 @dataclass
@@ -29,6 +30,9 @@ class Outbox(Protocol):
     async def edit(self, content: str) -> None:
         """Show `content` in the placeholder (posting it first if there is none yet)."""
 
+    async def notice(self, content: str) -> None:
+        """Show an urgent message before the answer, which goes below it."""
+
     async def add(self, content: str) -> None:
         """Post one more part of the answer after the placeholder."""
 
@@ -40,7 +44,8 @@ class ChannelOutbox:
     """Ordinary messages replying to the question; the thinking in a thread on the answer.
 
     Every answer part replies to the question and thinking messages reply to nothing: that is how
-    `bot.discord.history` tells answers from thinking when it rebuilds a conversation.
+    `bot.discord.history` tells answers from thinking when it rebuilds a conversation. A notice
+    replies to the question too, and starts with `NOTICE_MARK` so history can skip it.
     """
 
     def __init__(self, question: discord.Message) -> None:
@@ -52,6 +57,17 @@ class ChannelOutbox:
             self.placeholder = await self._reply(content)
         else:
             await self.placeholder.edit(content=content, allowed_mentions=NO_PINGS)
+
+    async def notice(self, content: str) -> None:
+        """The placeholder, if any, becomes the notice; the next edit posts a new one below."""
+        placeholder, self.placeholder = self.placeholder, None
+        if placeholder is not None:
+            try:
+                await placeholder.edit(content=content, allowed_mentions=NO_PINGS)
+                return
+            except discord.HTTPException as exc:
+                log.warning("notice not shown in the placeholder (HTTP %s); posting it", exc.status)
+        await self._reply(content)
 
     async def add(self, content: str) -> None:
         await self._reply(content)
@@ -87,6 +103,10 @@ class InteractionOutbox:
 
     async def edit(self, content: str) -> None:
         await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
+
+    async def notice(self, content: str) -> None:
+        """A followup, shown at once; the deferred response above it still becomes the answer."""
+        await self._followup(Post(content))
 
     async def add(self, content: str) -> None:
         await self._followup(Post(content))

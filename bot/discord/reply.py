@@ -12,7 +12,7 @@ import discord
 from bot.core import texts
 from bot.core.events import Answer, Progress
 from bot.core.splitting import split_text
-from bot.discord.outbox import MESSAGE_LIMIT, Outbox, Post
+from bot.discord.outbox import MESSAGE_LIMIT, NOTICE_MARK, Outbox, Post
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ class DiscordReply:
             log.warning("request %s: placeholder not posted (HTTP %s)", self.request_id, exc.status)
             return
         log.info("request %s: placeholder in %.2f s", self.request_id, time.monotonic() - started)
+
+    async def notice(self, text: str) -> None:
+        """The notice first, then a fresh placeholder below it for the answer."""
+        await self.outbox.notice(f"{NOTICE_MARK} {text}")
+        await self.outbox.edit(PLACEHOLDER)
 
     async def progress(self, progress: Progress) -> None:
         now = time.monotonic()

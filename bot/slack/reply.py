@@ -26,7 +26,9 @@ PROGRESS_MARK = ":hourglass_flowing_sand:"  # placeholder and progress
 THINKING_MARK = ":thought_balloon:"  # the model's thinking
 FAIL_MARK = ":warning:"  # why there is no answer
 ASKED_MARK = ":speech_balloon:"  # a question asked with the slash command
-OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK)
+NOTICE_MARK = ":rotating_light:"  # an emergency notice, above the answer
+OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK, NOTICE_MARK)
+PLACEHOLDER = f"{PROGRESS_MARK} Thinking…"
 
 
 def asked_text(user: str, question: str) -> str:
@@ -86,7 +88,7 @@ class SlackReply:
     ) -> SlackReply:
         """Post the placeholder in the thread; raises SlackApiError if Slack refuses."""
         response = await client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=f"{PROGRESS_MARK} Thinking…"
+            channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
         )
         return cls(client, channel, thread_ts, response["ts"], style, request_id)
 
@@ -94,6 +96,19 @@ class SlackReply:
     def finished(self) -> bool:
         """The placeholder has been given its final text (answer or failure)."""
         return self._closed
+
+    async def notice(self, text: str) -> None:
+        """The placeholder becomes the notice; a new placeholder below it will hold the answer."""
+        async with self._lock:
+            moved = await self.client.chat_postMessage(
+                channel=self.channel, thread_ts=self.thread_ts, text=PLACEHOLDER
+            )
+            notice, self.ts = self.ts, moved["ts"]
+            text = f"{NOTICE_MARK} {to_mrkdwn(text)}"
+            try:
+                await self.client.chat_update(channel=self.channel, ts=notice, text=text)
+            except SlackApiError:  # the first placeholder is gone: the notice follows instead
+                await self._post(text)
 
     async def progress(self, progress: Progress) -> None:
         """Show the latest progress, at most one edit per `edit_interval`, without waiting."""
