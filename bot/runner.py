@@ -6,11 +6,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from bot.config import ConfigError, Settings
 from bot.core.adapter import Adapter
 from bot.core.service import AnswerService
 from bot.engines import make_engine
+from bot.metrics import Metrics
 from bot.web import WebServer, create_web_app
 from inference.engine import BatchEngine
 
@@ -28,7 +31,9 @@ def configured_platforms(settings: Settings) -> list[str]:
     return found
 
 
-def make_service(settings: Settings, engine: BatchEngine) -> AnswerService:
+def make_service(
+    settings: Settings, engine: BatchEngine, metrics: Metrics | None = None
+) -> AnswerService:
     return AnswerService(
         engine,
         settings.sampling,
@@ -36,6 +41,7 @@ def make_service(settings: Settings, engine: BatchEngine) -> AnswerService:
         max_question_chars=settings.max_question_chars,
         answer_timeout=settings.answer_timeout,
         redact_phi=settings.redact_before_sending,
+        metrics=metrics,
     )
 
 
@@ -53,6 +59,26 @@ def make_adapters(
 
         adapters.append(DiscordAdapter(settings, service, sync_guild=settings.discord_sync_guild))
     return adapters
+
+
+@dataclass
+class Readiness:
+    """The body of `GET /readyz`: ready once the engine is started and every platform connected."""
+
+    engine: BatchEngine
+    adapters: Sequence[Adapter] = ()
+    stopping: bool = False  # set when shutdown begins
+
+    def __call__(self) -> dict[str, Any]:
+        platforms = {adapter.name: adapter.ready for adapter in self.adapters}
+        engine = self.engine.started and not self.stopping
+        return {
+            "ready": engine and bool(platforms) and all(platforms.values()),
+            "model": self.engine.model_name,
+            "engine": engine,
+            "stopping": self.stopping,
+            "platforms": platforms,
+        }
 
 
 async def serve(
@@ -78,8 +104,12 @@ async def serve(
     engine = engine or make_engine(settings)
     if not engine.started:
         await engine.start()
-    web_app = create_web_app()
-    adapters = make_adapters(settings, make_service(settings, engine), platforms, web_app)
+    metrics = Metrics(engine)
+    readiness = Readiness(engine)
+    web_app = create_web_app(readiness, metrics.registry)
+    service = make_service(settings, engine, metrics)
+    adapters = make_adapters(settings, service, platforms, web_app)
+    readiness.adapters = adapters
     web = WebServer(web_app, settings.http_port)
     started: list[Adapter] = []
     try:
@@ -91,6 +121,7 @@ async def serve(
         await stop.wait()
         log.info("stopping: finishing answers in flight")
     finally:
+        readiness.stopping = True
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         for adapter in reversed(started):

@@ -1,22 +1,47 @@
-"""The one aiohttp server: `GET /healthz`, plus the routes adapters add (Slack's HTTP mode)."""
+"""The one aiohttp server: `GET /healthz`, `/readyz`, `/metrics`, plus the routes adapters add."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
+
+Readiness = Callable[[], dict[str, Any]]  # {"ready": bool, ...}: the body of /readyz
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_web_app() -> web.Application:
-    """The application; adapters add their routes before the server starts."""
+def create_web_app(
+    readiness: Readiness | None = None, registry: CollectorRegistry | None = None
+) -> web.Application:
+    """The application; adapters add their routes before the server starts.
+
+    With `readiness`, `GET /readyz` answers 200 or 503 with its report; with `registry`,
+    `GET /metrics` serves it in Prometheus text format.
+    """
     app = web.Application()
     app.router.add_get("/healthz", _healthz)
+    if readiness is not None:
+
+        async def readyz(request: web.Request) -> web.Response:
+            report = readiness()
+            return web.json_response(report, status=200 if report["ready"] else 503)
+
+        app.router.add_get("/readyz", readyz)
+    if registry is not None:
+
+        async def metrics(request: web.Request) -> web.Response:
+            body = generate_latest(registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -82,6 +82,14 @@ async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp
 
             assert "asthma" in (await eventually(slack_answer)).lower()
             assert "gout" in (await eventually(discord_answer)).lower()
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{unused_tcp_port}"
+                async with http.get(f"{base}/readyz") as response:
+                    assert response.status == 200, await response.text()
+                async with http.get(f"{base}/metrics") as response:
+                    metrics = await response.text()
+            counted = [x for x in metrics.splitlines() if x.startswith("huatuo_questions_total")]
+            assert any('outcome="answered"' in x for x in counted), metrics
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), 60) == 0
         finally:

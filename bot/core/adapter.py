@@ -28,6 +28,10 @@ class Adapter(Protocol):
 
     name: str
 
+    @property
+    def ready(self) -> bool:
+        """Connected and taking questions (what `GET /readyz` reports)."""
+
     async def start(self) -> None:
         """Connect and begin serving; returns once connected."""
 

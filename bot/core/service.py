@@ -15,6 +15,7 @@ from inference.engine import (
     EngineError,
     Generation,
     GenerationRequest,
+    GenerationStats,
     Message,
     SamplingParams,
 )
@@ -32,6 +33,16 @@ class Engine(Protocol):
     def submit(self, request: GenerationRequest) -> Generation: ...
 
 
+class Metrics(Protocol):
+    """Where the service reports outcomes and errors (bot/metrics.py; None: nowhere)."""
+
+    def observe(
+        self, question: Question, outcome: Outcome, stats: GenerationStats | None
+    ) -> None: ...
+
+    def error(self, kind: str) -> None: ...
+
+
 class AnswerService:
     """Takes a Question to its Reply; never leaves the asker without a message."""
 
@@ -45,6 +56,7 @@ class AnswerService:
         answer_timeout: float = 600.0,
         progress_interval: float = 1.0,
         redact_phi: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.sampling = sampling
@@ -53,6 +65,7 @@ class AnswerService:
         self.answer_timeout = answer_timeout
         self.progress_interval = progress_interval
         self.redact_phi = redact_phi  # identifiers out of the text sent to the engine
+        self.metrics = metrics
 
     def refusal(self, question: Question) -> str | None:
         """Why this question cannot be taken, or None."""
@@ -64,9 +77,10 @@ class AnswerService:
         return None
 
     async def answer(self, question: Question, reply: Reply) -> Outcome:
+        """Answer, refuse or fail the question through `reply`; returns (and counts) the outcome."""
         if (reason := self.refusal(question)) is not None:
             await reply.fail(reason)
-            return "refused"
+            return self._observed(question, "refused", None)
         if (notice := emergency_notice(question.text)) is not None:
             await self._safe_notice(reply, notice, question.request_id)
         request = GenerationRequest(self._messages(question), self.sampling, question.request_id)
@@ -74,12 +88,27 @@ class AnswerService:
             generation = self.engine.submit(request)
         except EngineError as exc:
             log.info("request %s refused: %s", question.request_id, type(exc).__name__)
+            self._error(exc)
             await reply.fail(f"Sorry, I can't take this question right now: {exc}")
-            return "refused"
+            return self._observed(question, "refused", None)
         try:
-            return await self._follow(question, generation, reply)
+            outcome = await self._follow(question, generation, reply)
         finally:
             generation.cancel()  # no-op once finished; frees the slot if we left early
+        return self._observed(question, outcome, generation.stats)
+
+    def _observed(
+        self, question: Question, outcome: Outcome, stats: GenerationStats | None
+    ) -> Outcome:
+        """Report the outcome to `metrics`, if any, and return it."""
+        if self.metrics is not None:
+            self.metrics.observe(question, outcome, stats)
+        return outcome
+
+    def _error(self, exc: EngineError) -> None:
+        """Count an engine error by its class name."""
+        if self.metrics is not None:
+            self.metrics.error(type(exc).__name__)
 
     def _messages(self, question: Question) -> tuple[Message, ...]:
         """The chat messages for the engine, with identifiers redacted when `redact_phi` is on."""
@@ -112,6 +141,7 @@ class AnswerService:
                     last_progress, last_sent = progress, now
         except EngineError as exc:
             log.warning("request %s failed: %s", question.request_id, exc)
+            self._error(exc)
             await reply.fail(f"Sorry, something went wrong while answering: {exc}")
             return "failed"
         truncated = generation.finish_reason == "length"

@@ -104,6 +104,11 @@ class DiscordAdapter:
         assert self.client.user is not None
         log.info("discord: connected as %s (%s)", self.client.user, self.client.user.id)
 
+    @property
+    def ready(self) -> bool:
+        """Taking questions: started, and the gateway connection ready and open."""
+        return self._accepting and self.client.is_ready() and not self.client.is_closed()
+
     async def stop(self, grace: float = 5.0) -> None:
         """Take no new questions; give answers in flight `grace` s, then cancel them and close.
 

@@ -138,6 +138,16 @@ class SlackAdapter:
         )
 
     @property
+    def ready(self) -> bool:
+        """Taking events: started, and in Socket Mode with its websocket open."""
+        if not self._accepting:
+            return False
+        if self._socket is None:
+            return not self.socket_mode
+        session = self._socket.client.current_session
+        return session is not None and not session.closed
+
+    @property
     def in_flight(self) -> int:
         """Answers being worked on (after their event was acknowledged)."""
         return len(self._tasks)

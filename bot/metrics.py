@@ -1,0 +1,69 @@
+"""Prometheus metrics for `GET /metrics`: questions, the engine's queue, timings and errors."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bot.core.events import Question
+from bot.core.service import Outcome
+from inference.engine import GenerationStats
+
+SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+RATES = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+
+
+class EngineLoad(Protocol):
+    """What the gauges read from the engine at scrape time."""
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
+
+
+class Metrics:
+    """The metric objects in a registry of their own; the AnswerService reports into them."""
+
+    def __init__(self, engine: EngineLoad) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.questions = Counter(
+            "huatuo_questions", "Questions by platform and outcome.", ["platform", "outcome"],
+            registry=reg,
+        )  # fmt: skip
+        self.errors = Counter("huatuo_errors", "Errors by kind.", ["kind"], registry=reg)
+        waiting = Gauge("huatuo_queue_waiting", "Requests waiting for a slot.", registry=reg)
+        waiting.set_function(lambda: engine.waiting)
+        running = Gauge("huatuo_requests_running", "Requests being generated.", registry=reg)
+        running.set_function(lambda: engine.running)
+        self.time_to_first_token = Histogram(
+            "huatuo_time_to_first_token_seconds", "Submission to first token, answered questions.",
+            buckets=SECONDS, registry=reg,
+        )  # fmt: skip
+        self.generation = Histogram(
+            "huatuo_generation_seconds", "Start of generation to its end, answered questions.",
+            buckets=SECONDS, registry=reg,
+        )  # fmt: skip
+        self.tokens_per_second = Histogram(
+            "huatuo_tokens_per_second", "Decoding speed after the first token, answered questions.",
+            buckets=RATES, registry=reg,
+        )  # fmt: skip
+
+    def observe(self, question: Question, outcome: Outcome, stats: GenerationStats | None) -> None:
+        """Count one finished question; an answered one also adds its timings."""
+        self.questions.labels(question.conversation.platform, outcome).inc()
+        if outcome != "answered" or stats is None:
+            return
+        if (ttft := stats.time_to_first_token) is not None:
+            self.time_to_first_token.observe(ttft)
+        if stats.started_at is not None and stats.finished_at is not None:
+            self.generation.observe(stats.finished_at - stats.started_at)
+        if (rate := stats.tokens_per_second) is not None:
+            self.tokens_per_second.observe(rate)
+
+    def error(self, kind: str) -> None:
+        """Count one error, e.g. an engine error by its class name."""
+        self.errors.labels(kind).inc()
