@@ -16,6 +16,7 @@ from bot.engines import make_engine
 from bot.metrics import Metrics
 from bot.web import WebServer, create_web_app
 from inference.engine import BatchEngine
+from inference.remote import RemoteEngine
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def configured_platforms(settings: Settings) -> list[str]:
 
 
 def make_service(
-    settings: Settings, engine: BatchEngine, metrics: Metrics | None = None
+    settings: Settings, engine: BatchEngine | RemoteEngine, metrics: Metrics | None = None
 ) -> AnswerService:
     return AnswerService(
         engine,
@@ -65,7 +66,7 @@ def make_adapters(
 class Readiness:
     """The body of `GET /readyz`: ready once the engine is started and every platform connected."""
 
-    engine: BatchEngine
+    engine: BatchEngine | RemoteEngine
     adapters: Sequence[Adapter] = ()
     stopping: bool = False  # set when shutdown begins
 
@@ -84,7 +85,7 @@ class Readiness:
 async def serve(
     settings: Settings,
     platforms: Sequence[str],
-    engine: BatchEngine | None = None,
+    engine: BatchEngine | RemoteEngine | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Start everything, wait for `stop` (set by SIGTERM/SIGINT), then shut down in order:
