@@ -139,15 +139,10 @@ class Generation:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[str]:
-        while True:
-            item = await self._chunks.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        async for chunk in self.chunks_or_ticks(None):  # no tick: chunks only
+            yield chunk  # type: ignore[misc]
 
-    async def chunks_or_ticks(self, tick: float) -> AsyncIterator[str | None]:
+    async def chunks_or_ticks(self, tick: float | None) -> AsyncIterator[str | None]:
         """Like iterating, but yields None whenever `tick` seconds pass without a chunk."""
         while True:
             try:

@@ -36,10 +36,6 @@ class Reasoning:
     answer: str
     complete: bool
 
-    @property
-    def has_answer(self) -> bool:
-        return bool(self.answer)
-
 
 def _assemble(
     text: str,
