@@ -39,6 +39,14 @@ async def test_builtin_model_loads_and_answers(local_engine):
     assert parsed.answer == text.strip() and parsed.thinking == ""  # no headers: all answer
 
 
+async def test_generation_stops_at_the_end_of_the_answer_not_the_limit(local_engine):
+    roomy = SamplingParams(max_new_tokens=96, temperature=0.0, top_p=1.0)
+    generation = local_engine.submit(ask("What color is blood? One word.", roomy))
+    text = await generation.collect()
+    assert "red" in text.lower()
+    assert generation.finish_reason == "stop" and generation.stats.completion_tokens < 96
+
+
 async def test_eight_concurrent_requests_each_get_their_own_answer(local_engine):
     generations = [local_engine.submit(ask(f"What is {topic}?")) for topic in TOPICS]
     await asyncio.sleep(0.05)
