@@ -408,14 +408,18 @@ async def test_builtin_model_answers_while_heartbeats_keep_time(
         assert generations[question].text.strip()[:20] in answer["content"]
 
 
-async def test_commands_sync_to_one_guild_when_asked(
+async def test_ask_synced_to_one_guild_is_answered_there(
     fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:
-    adapter = _adapter(fake, scripted_engine, sync_guild=int(fake.guild_id))
-    await adapter.start()
-    await adapter.stop()
-    assert [c["name"] for c in fake.commands[fake.guild_id]] == ["ask"]
+    async with serving(fake, scripted_engine, sync_guild=int(fake.guild_id)):
+        interaction = await fake.dispatch_interaction("ask", {"question": "What is sepsis?"})
+        await until(lambda: thread_messages(fake))
+
+    assert "ask" in [c["name"] for c in fake.commands[fake.guild_id]]
     assert "global" not in fake.commands
+    assert interaction["data"]["guild_id"] == fake.guild_id
+    [answer] = replies(fake, fake.originals[interaction["token"]])
+    assert answer["content"] == f"Answer to: What is sepsis?\n\n{DISCLAIMER}"
 
 
 async def test_refused_token_is_a_clear_error(fake: FakeDiscord) -> None:

@@ -10,7 +10,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, buttons
 
 NO_MENTIONS = discord.AllowedMentions.none()
 
@@ -175,3 +175,50 @@ async def test_edit_delete_history_reactions_and_guild_sync(fake: FakeDiscord) -
     dm = fake.channel_messages(fake.dm_channel_id(fake.human))
     assert [(m["content"], m["type"]) for m in dm] == [("answer to cough", 20)]
     assert dm[0] is fake.originals[interaction["token"]]
+
+
+async def test_button_clicks_reach_a_persistent_view(fake: FakeDiscord) -> None:
+    client = _client()
+    clicks: list[tuple[str, int]] = []
+
+    class Vote(discord.ui.View):
+        def __init__(self) -> None:
+            super().__init__(timeout=None)
+
+        @discord.ui.button(label="Yes", custom_id="vote:yes")
+        async def yes(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+            clicks.append(("yes", interaction.user.id))
+            await interaction.response.send_message("noted", ephemeral=True)
+
+        @discord.ui.button(label="Close", custom_id="vote:close")
+        async def close(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+            clicks.append(("close", interaction.user.id))
+            for item in self.children:
+                assert isinstance(item, discord.ui.Button)
+                item.disabled = True
+            await interaction.response.edit_message(content="closed", view=self)
+            await interaction.followup.send("results")
+
+    async with fake.running(client):
+        client.add_view(Vote())  # persistent: found by custom_id, whatever the message
+        channel = client.get_channel(int(fake.channel_id))
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("Vote?", view=Vote())
+        poll = fake.messages[fake.channel_id][str(sent.id)]
+        bob = fake.make_user("bob")
+        await fake.click_button(poll, "vote:yes", bob)
+        [noted] = await fake.wait_for_calls("POST", "/callback$")
+        await fake.click_button(poll, "vote:close")
+        await fake.wait_for_calls("POST", r"^/webhooks/")
+        with pytest.raises(ValueError, match="no enabled button"):
+            await fake.click_button(poll, "vote:yes")
+
+    assert clicks == [("yes", int(bob["id"])), ("close", int(fake.human["id"]))]
+    assert (noted.json["type"], noted.json["data"]["flags"]) == (4, 64)
+    assert [b["label"] for b in buttons(poll)] == ["Yes", "Close"]
+    assert poll["content"] == "closed" and all(b["disabled"] for b in buttons(poll))
+    update = fake.calls_to("POST", "/callback$")[1]
+    assert update.json["type"] == 7
+    ephemeral, results = fake.channel_messages(fake.channel_id)[1:]
+    assert ephemeral["flags"] & 64 and ephemeral["interaction_metadata"]["type"] == 3
+    assert results["content"] == "results"

@@ -139,6 +139,20 @@ def _check_content(body: JSON, call: Call, *, allow_empty: bool = False) -> None
         raise DiscordError(400, "Invalid Form Body: content must be 2000 or fewer long", 50035)
 
 
+def buttons(message: JSON) -> list[JSON]:
+    """The buttons on a message, row by row, as the bot last sent them."""
+    rows = message.get("components") or []
+    return [c for row in rows for c in row.get("components", []) if c.get("type") == 2]
+
+
+def _apply_edit(msg: JSON, body: JSON) -> None:
+    """Change the fields an edit names (None clears one) and stamp the edit."""
+    for key, empty in (("content", ""), ("embeds", []), ("components", []), ("flags", 0)):
+        if key in body:
+            msg[key] = empty if body[key] is None else body[key]
+    msg["edited_timestamp"] = _now()
+
+
 CALL = web.RequestKey("call", Call)
 
 
@@ -354,13 +368,16 @@ class FakeDiscord:
         user: JSON | None = None,
         guild: bool = True,
     ) -> JSON:
-        """Dispatch an APPLICATION_COMMAND INTERACTION_CREATE for slash command `name`."""
+        """Dispatch an APPLICATION_COMMAND INTERACTION_CREATE for slash command `name`.
+
+        In a guild the guild's own synced command is used before a global one, and its
+        `data.guild_id` names the guild, as Discord does: discord.py looks commands up by it.
+        """
         user = user or self.human
         channel_id = channel_id or (self.channel_id if guild else self.dm_channel_id(user))
-        channel = self.channels[channel_id]
-        synced = [c for cmds in self.commands.values() for c in cmds if c["name"] == name]
-        iid = self.new_id()
-        data = {
+        scopes = [self.channels[channel_id].get("guild_id"), "global"]
+        synced = [c for s in scopes for c in self.commands.get(s or "", []) if c["name"] == name]
+        data: JSON = {
             "id": synced[0]["id"] if synced else self.new_id(),
             "name": name,
             "type": 1,
@@ -369,10 +386,35 @@ class FakeDiscord:
                 for k, v in (options or {}).items()
             ],
         }
+        if synced and "guild_id" in synced[0]:
+            data["guild_id"] = synced[0]["guild_id"]
+        return await self._dispatch_interaction(2, data, channel_id, user)
+
+    async def click_button(self, message: JSON, custom_id: str, user: JSON | None = None) -> JSON:
+        """Dispatch a MESSAGE_COMPONENT interaction: `user` clicks a button of `message`.
+
+        Like Discord's client, refuses a button that is not on the message or is disabled.
+        """
+        message = self.messages[message["channel_id"]][message["id"]]  # as it is now
+        button = next((b for b in buttons(message) if b.get("custom_id") == custom_id), None)
+        if button is None or button.get("disabled"):
+            raise ValueError(f"no enabled button {custom_id!r} on message {message['id']}")
+        data = {"custom_id": custom_id, "component_type": 2}
+        user = user or self.human
+        return await self._dispatch_interaction(3, data, message["channel_id"], user, message)
+
+    async def _dispatch_interaction(
+        self, kind: int, data: JSON, channel_id: str, user: JSON, message: JSON | None = None
+    ) -> JSON:
+        """Store and dispatch an INTERACTION_CREATE of type `kind` by `user` in a channel."""
+        channel = self.channels[channel_id]
+        in_guild = "guild_id" in channel
+        iid = self.new_id()
+        owners = {"0": self.guild_id} if in_guild else {"1": user["id"]}
         interaction = {
             "id": iid,
             "application_id": self.application_id,
-            "type": 2,
+            "type": kind,
             "version": 1,
             "token": f"token-{iid}",
             "channel_id": channel["id"],
@@ -382,11 +424,13 @@ class FakeDiscord:
             "locale": "en-US",
             "entitlements": [],
             "attachment_size_limit": 8 * 1024 * 1024,
-            "context": 0 if guild else 1,
-            "authorizing_integration_owners": {"0": self.guild_id} if guild else {"1": user["id"]},
+            "context": 0 if in_guild else 1,
+            "authorizing_integration_owners": owners,
         }
-        if guild:
-            member = {**self._member(user), "permissions": str(discord.Permissions.text().value)}
+        if message is not None:
+            interaction["message"] = json.loads(json.dumps(message))  # a snapshot, as sent
+        if in_guild:
+            member = {**self._member(user), "permissions": str(self._permissions(user).value)}
             interaction |= {"guild_id": self.guild_id, "guild_locale": "en-US", "member": member}
         else:
             interaction["user"] = user
@@ -416,6 +460,14 @@ class FakeDiscord:
             "premium_since": None,
             "pending": False,
         }
+
+    def _permissions(self, user: JSON) -> discord.Permissions:
+        """What `user` may do in the guild: @everyone's permissions and those of their roles."""
+        roles = {r["id"]: r for r in self._guild()["roles"]}
+        value = 0
+        for role_id in [self.guild_id, *self._member(user)["roles"]]:
+            value |= int(roles[role_id]["permissions"])
+        return discord.Permissions(value)
 
     def _guild(self) -> JSON:
         everyone = discord.Permissions.text() | discord.Permissions(view_channel=True)
@@ -722,16 +774,13 @@ class FakeDiscord:
         msg, call = self._find_message(request), request[CALL]
         body = call.json or {}
         _check_content(body, call, allow_empty=True)
-        for key, empty in (("content", ""), ("embeds", []), ("components", []), ("flags", 0)):
-            if key in body:
-                msg[key] = empty if body[key] is None else body[key]
+        _apply_edit(msg, body)
         if "attachments" in body or call.files:
             keep = {str(a.get("id")) for a in body.get("attachments") or []}
             kept = [a for a in msg["attachments"] if a["id"] in keep]
             msg["attachments"] = kept + self._attachments(call.files)
         if "token" in request.match_info:
             msg["flags"] &= ~LOADING  # editing a deferred response ends "is thinking..."
-        msg["edited_timestamp"] = _now()
         await self._echo("MESSAGE_UPDATE", msg)
         return _json(msg)
 
@@ -786,17 +835,22 @@ class FakeDiscord:
             raise DiscordError(400, "Interaction has already been acknowledged.", 40060)
         self._acked.add(token)
         kind, data = (call.json or {}).get("type"), (call.json or {}).get("data") or {}
-        result: JSON = {"id": interaction["id"], "type": 2}
+        result: JSON = {"id": interaction["id"], "type": interaction["type"]}
+        if kind in (6, 7):  # a component's message: 6 leaves it as it is, 7 edits it now
+            return _json({"interaction": result, **await self._update_clicked(token, kind, call)})
         if kind not in (4, 5):  # 4: message, 5: deferred ("is thinking...")
             return _json({"interaction": result})
         _check_content(data, call, allow_empty=kind == 5)
         metadata = {
             "id": interaction["id"],
-            "type": 2,
-            "name": interaction["data"]["name"],
+            "type": interaction["type"],
             "user": interaction.get("user") or interaction["member"]["user"],
             "authorizing_integration_owners": interaction["authorizing_integration_owners"],
         }
+        if "message" in interaction:
+            metadata["interacted_message_id"] = interaction["message"]["id"]
+        else:
+            metadata["name"] = interaction["data"]["name"]
         flags = (data.get("flags") or 0) | (LOADING if kind == 5 else 0)
         msg = self.originals[token] = await self._bot_message(
             interaction["channel_id"],
@@ -813,6 +867,20 @@ class FakeDiscord:
             "response_message_ephemeral": bool(flags & EPHEMERAL),
         }
         return _json({"interaction": result, "resource": {"type": kind, "message": msg}})
+
+    async def _update_clicked(self, token: str, kind: int, call: Call) -> JSON:
+        """Callback 6 or 7 of a component interaction: its message becomes the original."""
+        clicked = self.interactions[token].get("message")
+        if clicked is None:
+            raise DiscordError(400, "Interaction has no message to update", 50035)
+        msg = self.originals[token] = self.messages[clicked["channel_id"]][clicked["id"]]
+        if kind == 6:
+            return {}
+        data = (call.json or {}).get("data") or {}
+        _check_content(data, call, allow_empty=True)
+        _apply_edit(msg, data)
+        await self._echo("MESSAGE_UPDATE", msg)
+        return {"resource": {"type": 7, "message": msg}}
 
     async def _followup(self, request: web.Request) -> web.Response:
         token, call = request.match_info["token"], request[CALL]
