@@ -180,6 +180,7 @@ async def test_edit_delete_history_reactions_and_guild_sync(fake: FakeDiscord) -
 async def test_button_clicks_reach_a_persistent_view(fake: FakeDiscord) -> None:
     client = _client()
     clicks: list[tuple[str, int]] = []
+    roles: list[tuple[list[str], bool]] = []
 
     class Vote(discord.ui.View):
         def __init__(self) -> None:
@@ -188,6 +189,9 @@ async def test_button_clicks_reach_a_persistent_view(fake: FakeDiscord) -> None:
         @discord.ui.button(label="Yes", custom_id="vote:yes")
         async def yes(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
             clicks.append(("yes", interaction.user.id))
+            assert isinstance(interaction.user, discord.Member)
+            names = [r.name for r in interaction.user.roles]
+            roles.append((names, interaction.permissions.manage_messages))
             await interaction.response.send_message("noted", ephemeral=True)
 
         @discord.ui.button(label="Close", custom_id="vote:close")
@@ -205,7 +209,8 @@ async def test_button_clicks_reach_a_persistent_view(fake: FakeDiscord) -> None:
         assert isinstance(channel, discord.TextChannel)
         sent = await channel.send("Vote?", view=Vote())
         poll = fake.messages[fake.channel_id][str(sent.id)]
-        bob = fake.make_user("bob")
+        educator = await fake.add_role("Educator", discord.Permissions(manage_messages=True))
+        bob = fake.make_user("bob", roles=(educator,))
         await fake.click_button(poll, "vote:yes", bob)
         [noted] = await fake.wait_for_calls("POST", "/callback$")
         await fake.click_button(poll, "vote:close")
@@ -214,6 +219,7 @@ async def test_button_clicks_reach_a_persistent_view(fake: FakeDiscord) -> None:
             await fake.click_button(poll, "vote:yes")
 
     assert clicks == [("yes", int(bob["id"])), ("close", int(fake.human["id"]))]
+    assert roles == [(["@everyone", "Educator"], True)]
     assert (noted.json["type"], noted.json["data"]["flags"]) == (4, 64)
     assert [b["label"] for b in buttons(poll)] == ["Yes", "Close"]
     assert poll["content"] == "closed" and all(b["disabled"] for b in buttons(poll))

@@ -165,11 +165,14 @@ class FakeDiscord:
         self.port = 0
         self._last_id = 0
         self.users: dict[str, JSON] = {}
+        self.member_roles: dict[str, list[str]] = {}  # user id -> role ids in the guild
         self.bot_user = self.make_user("huatuo-bot", bot=True)
         self.application_id: str = self.bot_user["id"]
         self.human = self.make_user("alice")
         self.guild_id, self.channel_id = self.new_id(), self.new_id()
         self.bot_role_id = self.new_id()
+        self.roles: list[JSON] = []  # the guild's roles besides @everyone and the bot's own
+        self.member_roles[self.bot_user["id"]] = [self.bot_role_id]
         self.channels: dict[str, JSON] = {
             self.channel_id: {
                 "id": self.channel_id,
@@ -279,9 +282,10 @@ class FakeDiscord:
         self._last_id = max(self._last_id + 1, now)
         return str(self._last_id)
 
-    def make_user(self, username: str, *, bot: bool = False) -> JSON:
-        """Create and register a user object (a human unless `bot`)."""
+    def make_user(self, username: str, *, bot: bool = False, roles: tuple[str, ...] = ()) -> JSON:
+        """Create and register a user object (a human unless `bot`), a member with `roles`."""
         user_id = self.new_id()
+        self.member_roles[user_id] = list(roles)
         self.users[user_id] = {
             "id": user_id,
             "username": username,
@@ -292,6 +296,14 @@ class FakeDiscord:
             "public_flags": 0,
         }
         return self.users[user_id]
+
+    async def add_role(self, name: str, permissions: discord.Permissions | None = None) -> str:
+        """Create a guild role (GUILD_ROLE_CREATE if connected); return its id."""
+        role = _role(self.new_id(), name, permissions or discord.Permissions.none(), 0)
+        role["position"] = len(self.roles) + 2
+        self.roles.append(role)
+        await self._echo("GUILD_ROLE_CREATE", {"guild_id": self.guild_id, "role": role})
+        return role["id"]
 
     def channel_messages(self, channel_id: str) -> list[JSON]:
         """Current messages of a channel, oldest first, edits applied and deletions removed."""
@@ -447,10 +459,9 @@ class FakeDiscord:
     # -- payloads
 
     def _member(self, user: JSON) -> JSON:
-        roles = [self.bot_role_id] if user["id"] == self.bot_user["id"] else []
         return {
             "user": user,
-            "roles": roles,
+            "roles": self.member_roles.get(user["id"], []),
             "joined_at": _now(),
             "deaf": False,
             "mute": False,
@@ -502,6 +513,7 @@ class FakeDiscord:
             "roles": [
                 _role(self.guild_id, "@everyone", everyone, 0),
                 _role(self.bot_role_id, "huatuo", admin, 1),
+                *self.roles,
             ],
             "channels": [self.channels[self.channel_id]],
             "members": [self._member(self.bot_user), self._member(self.human)],
