@@ -1,0 +1,175 @@
+"""The open quizzes of this process: starting them, their timers, revealing them, shutdown.
+
+API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process):
+
+- `Quizzes(bank, engine, sampling, seconds=600, ...)` or `Quizzes.from_settings(settings,
+  engine, sampling)`; `admins` maps a platform name to the user ids (or a predicate) who may
+  reveal any quiz there (SLACK_ADMINS, DISCORD_ADMINS).
+- `quizzes.open(starter, where, on_timeout, seconds=None) -> Quiz`: picks an item, registers the
+  quiz, starts the model's explanation and the timer (`seconds`, default `quizzes.seconds`; a
+  case of the day passes `quizzes.case_seconds`). When the timer (or shutdown) reveals the
+  quiz, `await on_timeout(reveal)` publishes it. Raises `TooManyQuizzes` when `max_open` are open.
+  The adapter then posts the quiz and sets `quiz.message`; if posting fails, `discard(quiz)`.
+- `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped).
+- `quizzes.reveal(quiz, by) -> Reveal | None`: the reveal by a person (see Quiz.reveal: None the
+  second time, RevealRefused for someone who may not). The caller publishes the result.
+- `quizzes.explain_wait`: how long a reveal waits for the model's explanation before saying it
+  is not ready (the reveal itself never waits for it).
+- `await quizzes.close(grace)`: reveals every open quiz through its `on_timeout` (reason
+  "stopping"), giving them `grace` seconds, then cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
+
+from bot.core.events import ConversationRef
+from bot.quiz import texts
+from bot.quiz.bank import QuestionBank
+from bot.quiz.explanation import Engine, Explanation
+from bot.quiz.session import Admins, Quiz, Reveal
+from inference.engine import SamplingParams
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+OnReveal = Callable[[Reveal], Awaitable[None]]
+
+
+class TooManyQuizzes(Exception):
+    """`max_open` quizzes are open already; the message is for the person who asked."""
+
+
+class Quizzes:
+    """Open quizzes by id, bounded; each with its timer and its model explanation."""
+
+    def __init__(
+        self,
+        bank: QuestionBank,
+        engine: Engine,
+        sampling: SamplingParams,
+        *,
+        seconds: float = 600.0,
+        case_seconds: float = 21600.0,
+        explain_wait: float = 10.0,
+        answer_timeout: float = 600.0,
+        max_open: int = 100,
+        admins: Mapping[str, Admins] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bank = bank
+        self.engine = engine
+        self.sampling = sampling
+        self.seconds = seconds
+        self.case_seconds = case_seconds
+        self.explain_wait = explain_wait
+        self.answer_timeout = answer_timeout
+        self.max_open = max_open
+        self.admins = dict(admins or {})
+        self.clock = clock
+        self._open: dict[str, Quiz] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._publishers: dict[str, OnReveal] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine, sampling: SamplingParams) -> Quizzes:
+        """The bank HUATUO_QUIZ_BANK names (empty: the shipped one) and the quiz settings."""
+        return cls(
+            QuestionBank.load(settings.quiz_bank),
+            engine,
+            sampling,
+            seconds=settings.quiz_seconds,
+            case_seconds=settings.case_of_the_day_seconds,
+            answer_timeout=settings.answer_timeout,
+            admins={"slack": settings.slack_admins, "discord": settings.discord_admins},
+        )
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def open(
+        self,
+        starter: str | None,
+        where: ConversationRef,
+        on_timeout: OnReveal,
+        seconds: float | None = None,
+    ) -> Quiz:
+        """A new quiz, with its explanation being generated and its timer running."""
+        if len(self._open) >= self.max_open:
+            raise TooManyQuizzes(texts.TOO_MANY)
+        seconds = self.seconds if seconds is None else seconds
+        admins = self.admins.get(where.platform, ())
+        quiz = Quiz(self.bank.pick(), starter, where, self.clock() + seconds, admins)
+        quiz.explanation = Explanation.ask(
+            self.engine, quiz.item, self.sampling, f"quiz-{quiz.id}", self.answer_timeout
+        )
+        self._open[quiz.id] = quiz
+        self._publishers[quiz.id] = on_timeout
+        self._timers[quiz.id] = asyncio.create_task(
+            self._timer(quiz, seconds), name=f"quiz-timer-{quiz.id}"
+        )
+        log.info(
+            "quiz %s: opened on %s, item %s, %.0f s", quiz.id, where.platform, quiz.item.id, seconds
+        )
+        return quiz
+
+    def get(self, quiz_id: str) -> Quiz | None:
+        return self._open.get(quiz_id)
+
+    def reveal(self, quiz: Quiz, by: str | None, *, stopping: bool = False) -> Reveal | None:
+        """Reveal once (see Quiz.reveal); the quiz leaves the registry and its timer stops."""
+        result = quiz.reveal(by, stopping=stopping)
+        if result is not None:
+            self._forget(quiz)
+            log.info(
+                "quiz %s: revealed (%s), %d answers", quiz.id, result.reason, result.tally.total
+            )
+        return result
+
+    def discard(self, quiz: Quiz) -> None:
+        """Forget a quiz that could not be posted: no timer, no explanation."""
+        quiz.revealed = True
+        self._forget(quiz)
+        if quiz.explanation is not None:
+            quiz.explanation.cancel()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Reveal every open quiz now (the bot is stopping); cancel what exceeds `grace`."""
+        work = []
+        for quiz in list(self._open.values()):
+            publish = self._publishers[quiz.id]
+            if (result := self.reveal(quiz, None, stopping=True)) is not None:
+                work.append(asyncio.create_task(self._publish(publish, result)))
+        if not work:
+            return
+        _, pending = await asyncio.wait(work, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.info("quizzes: %d revealed at shutdown (%d cut short)", len(work), len(pending))
+
+    def _forget(self, quiz: Quiz) -> None:
+        self._open.pop(quiz.id, None)
+        self._publishers.pop(quiz.id, None)
+        timer = self._timers.pop(quiz.id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    async def _timer(self, quiz: Quiz, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        publish = self._publishers.get(quiz.id)
+        if publish is not None and (result := self.reveal(quiz, None)) is not None:
+            await self._publish(publish, result)
+
+    @staticmethod
+    async def _publish(publish: OnReveal, result: Reveal) -> None:
+        try:
+            await publish(result)
+        except Exception:
+            log.exception("quiz %s: publishing the reveal failed", result.quiz.id)
