@@ -18,6 +18,7 @@ from bot.config import ConfigError, Settings
 from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec, remote_engine
 from bot.evaluation import command as evaluation
+from bot.feedback import summary
 from bot.runner import PLATFORMS, configured_platforms, make_service, serve
 from inference.loading import ModelNotFound
 from inference.remote import ModelServerError, served_models
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
         help="which platform to serve (default: every configured one)",
     )  # fmt: skip
     commands.add_parser("check", help="say which settings are missing or wrong")
+    stats = commands.add_parser("stats", help="answers and their 👍 / 👎 ratings, summarized")
+    stats.add_argument("--db", type=Path, help="default: HUATUO_FEEDBACK_DB")
+    stats.add_argument("--since", type=float, metavar="DAYS", help="only the last DAYS days")
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate = with_model(commands.add_parser("eval", help="score the model on MCQ items"))
     evaluation.add_arguments(evaluate)
     return parser
@@ -161,6 +166,19 @@ def check(settings_factory: Callable[[], Settings] = Settings) -> int:
     return 1 if problems else 0
 
 
+def _stats(settings: Settings, args: argparse.Namespace) -> int:
+    """`huatuo-bot stats`: the summary of --db, else of HUATUO_FEEDBACK_DB."""
+    path = args.db or settings.feedback_db.strip()
+    if not path:
+        print(
+            "huatuo-bot stats: feedback is off (HUATUO_FEEDBACK_DB is empty); name a database "
+            "with --db.",
+            file=sys.stderr,
+        )
+        return 1
+    return summary.command(Path(path), args.since, args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `huatuo-bot` command."""
     args = _parser().parse_args(argv)
@@ -181,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             platforms = configured_platforms(settings) if everything else [args.platform]
             asyncio.run(serve(settings, platforms))
             return 0
+        if args.command == "stats":
+            return _stats(settings, args)
         if args.command == "eval":
             return evaluation.run(settings, args)
         if args.command == "chat":

@@ -27,14 +27,14 @@ class Post:
 class Outbox(Protocol):
     """The few things an answer does on Discord, whatever carries it."""
 
-    async def edit(self, content: str) -> None:
-        """Show `content` in the placeholder (posting it first if there is none yet)."""
+    async def edit(self, content: str) -> discord.Message:
+        """Show `content` in the placeholder (posting it first if there is none yet); returns it."""
 
     async def notice(self, content: str) -> None:
         """Show an urgent message before the answer, which goes below it."""
 
-    async def add(self, content: str) -> None:
-        """Post one more part of the answer after the placeholder."""
+    async def add(self, content: str) -> discord.Message | None:
+        """Post one more part of the answer after the placeholder; returns it if it can."""
 
     async def aside(self, thread_name: str, posts: Sequence[Post]) -> None:
         """Post the thinking: in a new thread on the answer where possible, else after it."""
@@ -52,11 +52,12 @@ class ChannelOutbox:
         self.question = question
         self.placeholder: discord.Message | None = None
 
-    async def edit(self, content: str) -> None:
+    async def edit(self, content: str) -> discord.Message:
         if self.placeholder is None:
             self.placeholder = await self._reply(content)
         else:
             await self.placeholder.edit(content=content, allowed_mentions=NO_PINGS)
+        return self.placeholder
 
     async def notice(self, content: str) -> None:
         """The placeholder, if any, becomes the notice; the next edit posts a new one below."""
@@ -69,8 +70,8 @@ class ChannelOutbox:
                 log.warning("notice not shown in the placeholder (HTTP %s); posting it", exc.status)
         await self._reply(content)
 
-    async def add(self, content: str) -> None:
-        await self._reply(content)
+    async def add(self, content: str) -> discord.Message:
+        return await self._reply(content)
 
     async def aside(self, thread_name: str, posts: Sequence[Post]) -> None:
         where = await self._thread(thread_name) or self.question.channel
@@ -101,8 +102,10 @@ class InteractionOutbox:
         self.interaction = interaction
         self.ephemeral = ephemeral
 
-    async def edit(self, content: str) -> None:
-        await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
+    async def edit(self, content: str) -> discord.Message:
+        return await self.interaction.edit_original_response(
+            content=content, allowed_mentions=NO_PINGS
+        )
 
     async def notice(self, content: str) -> None:
         """A followup, shown at once; the deferred response above it still becomes the answer."""

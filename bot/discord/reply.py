@@ -31,6 +31,8 @@ class DiscordReply:
         self.disclaimer = disclaimer
         self.request_id = request_id
         self._last_edit = -math.inf
+        self.delivered: Answer | None = None  # once the answer is shown
+        self.answer_messages: list[discord.Message] = []  # the messages showing it
 
     async def show_placeholder(self) -> None:
         """Post "Thinking…" at once; a failure is logged, and the answer is posted fresh later."""
@@ -57,9 +59,11 @@ class DiscordReply:
     async def deliver(self, answer: Answer) -> None:
         started = time.monotonic()
         first, *rest = split_text(texts.answer_text(answer, self.disclaimer), MESSAGE_LIMIT)
-        await self.outbox.edit(first)
+        posted = [await self.outbox.edit(first)]
         for part in rest:
-            await self.outbox.add(part)
+            posted.append(await self.outbox.add(part))
+        self.answer_messages = [message for message in posted if message is not None]
+        self.delivered = answer
         if answer.thinking:
             await self.outbox.aside(thread_name(self.question), thinking_posts(answer))
         log.info(

@@ -76,6 +76,8 @@ class SlackReply:
         self._last_edit = -float("inf")
         self._pending: asyncio.Task[None] | None = None
         self._closed = False
+        self.delivered: Answer | None = None  # once the answer is shown
+        self.answer_ts: list[str] = []  # the messages showing it (people react on these)
 
     @classmethod
     async def open(
@@ -139,9 +141,10 @@ class SlackReply:
             texts.answer_text(dataclasses.replace(answer, answer=answer_md), self.style.disclaimer)
         )
         first, *rest = split_text(text, self.style.limit, utf8_size)
-        await self._finish(first)
+        self.answer_ts = [await self._finish(first)]
         for part in rest:
-            await self._post(part)
+            self.answer_ts.append(await self._post(part))
+        self.delivered = answer
         thinking = await self._post_thinking(answer)
         log.info(
             "request %s delivered: answer %d chars in %d message(s), thinking %d chars %s",
@@ -156,8 +159,11 @@ class SlackReply:
         """The placeholder says why there is no answer."""
         await self._finish(f"{FAIL_MARK} {to_mrkdwn(message)}")
 
-    async def _finish(self, text: str) -> None:
-        """End progress (after an edit in flight) and put the final text in the placeholder."""
+    async def _finish(self, text: str) -> str:
+        """End progress (after an edit in flight) and put the final text in the placeholder.
+
+        Returns the ts of the message showing it.
+        """
         self._closed = True
         async with self._lock:
             if self._pending is not None:
@@ -170,7 +176,8 @@ class SlackReply:
                     self.request_id,
                     exc.response.get("error"),
                 )
-                await self._post(text)
+                return await self._post(text)
+            return self.ts
 
     async def _post_thinking(self, answer: Answer) -> str:
         """Post the thinking as titled messages, or as a file when long; says which it did."""
@@ -204,11 +211,13 @@ class SlackReply:
     async def _update(self, text: str) -> None:
         await self.client.chat_update(channel=self.channel, ts=self.ts, text=text)
 
-    async def _post(self, text: str) -> None:
-        await self.client.chat_postMessage(
+    async def _post(self, text: str) -> str:
+        """Post in the thread; returns the new message's ts."""
+        response = await self.client.chat_postMessage(
             channel=self.channel,
             thread_ts=self.thread_ts,
             text=text,
             unfurl_links=False,
             unfurl_media=False,
         )
+        return response["ts"]

@@ -450,6 +450,28 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
+    async def dispatch_reaction(
+        self, message: JSON, emoji: str, *, user: JSON | None = None, removed: bool = False
+    ) -> None:
+        """Dispatch MESSAGE_REACTION_ADD (or, `removed`, _REMOVE): `user` reacted with the
+        Unicode `emoji` on `message`."""
+        user = user or self.human
+        data: JSON = {
+            "user_id": user["id"],
+            "channel_id": message["channel_id"],
+            "message_id": message["id"],
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if "guild_id" in message:
+            data["guild_id"] = message["guild_id"]
+        if not removed:
+            data |= {"message_author_id": message["author"]["id"], "burst_colors": []}
+            if "guild_id" in message:
+                data["member"] = self._member(user)
+        await self.dispatch("MESSAGE_REACTION_REMOVE" if removed else "MESSAGE_REACTION_ADD", data)
+
     async def send_reconnect(self) -> None:
         """Send op 7 RECONNECT: the client drops this socket and RESUMEs on resume_gateway_url."""
         assert self._ws is not None

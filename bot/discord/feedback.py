@@ -1,0 +1,82 @@
+"""👍 / 👎 reactions on the bot's Discord answers, recorded as ratings in the feedback store.
+
+Raw reaction events arrive for every message, cached or not, so ratings on answers given before a
+restart count too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.core.events import Question
+from bot.discord.reply import DiscordReply
+from bot.feedback.store import FeedbackStore, Reaction
+
+log = logging.getLogger(__name__)
+
+RATINGS = {"👍": 1, "👎": -1}
+# Skin-tone modifiers (U+1F3FB..U+1F3FF) and the emoji presentation selector.
+PLAIN = str.maketrans(dict.fromkeys([*map(chr, range(0x1F3FB, 0x1F400)), "\ufe0f"]))
+
+
+def rating(emoji: discord.PartialEmoji) -> int | None:
+    """+1 or -1 for a thumbs up or down of any skin tone; None for any other emoji (custom
+    emoji have names like `thumbsup`, so they never count)."""
+    return RATINGS.get((emoji.name or "").translate(PLAIN))
+
+
+class DiscordFeedback:
+    """Records delivered answers and the reactions on them; does nothing without a store."""
+
+    def __init__(self, store: FeedbackStore | None, client: discord.Client) -> None:
+        self.store = store
+        self.client = client
+
+    def listen(self) -> None:
+        """Receive the client's raw reaction events (when there is a store to record them in)."""
+        if self.store is not None:
+            self.client.event(self.on_raw_reaction_add)
+            self.client.event(self.on_raw_reaction_remove)
+
+    async def answered(self, question: Question, reply: DiscordReply) -> None:
+        """Record the answer `reply` delivered, if it delivered one."""
+        if self.store is None or reply.delivered is None:
+            return
+        messages = reply.answer_messages
+        channel = str(messages[0].channel.id) if messages else question.conversation.channel
+        ids = [str(message.id) for message in messages]
+        try:
+            await self.store.answered(question, reply.delivered, channel, ids)
+        except Exception:
+            log.warning("request %s: feedback not recorded", question.request_id, exc_info=True)
+
+    async def on_raw_reaction_add(self, event: discord.RawReactionActionEvent) -> None:
+        await self._react(event, added=True)
+
+    async def on_raw_reaction_remove(self, event: discord.RawReactionActionEvent) -> None:
+        await self._react(event, added=False)
+
+    async def _react(self, event: discord.RawReactionActionEvent, added: bool) -> None:
+        me, value = self.client.user, rating(event.emoji)
+        if self.store is None or value is None or me is None or event.user_id == me.id:
+            return
+        reaction = Reaction(
+            "discord",
+            str(event.channel_id),
+            str(event.message_id),
+            str(event.user_id),
+            str(event.emoji),
+        )
+        try:
+            if added:
+                request_id = await self.store.rate(reaction, value)
+            else:
+                request_id = await self.store.unrate(reaction)
+        except Exception:
+            log.warning("discord: reaction not recorded", exc_info=True)
+            return
+        if request_id is not None:
+            change = "rated" if added else "rating removed"
+            log.info("request %s: %s %+d on discord", request_id, change, value)

@@ -1,0 +1,1 @@
+"""Feedback: delivered answers and the 👍 / 👎 reactions on them, in SQLite; `huatuo-bot stats`."""
