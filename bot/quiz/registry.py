@@ -5,12 +5,14 @@ API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process)
 - `Quizzes(bank, engine, sampling, seconds=600, ...)` or `Quizzes.from_settings(settings,
   engine, sampling)`; `admins` maps a platform name to the user ids (or a predicate) who may
   reveal any quiz there (SLACK_ADMINS, DISCORD_ADMINS).
-- `quizzes.open(starter, where, on_timeout, seconds=None) -> Quiz`: picks an item, registers the
-  quiz, starts the model's explanation and the timer (`seconds`, default `quizzes.seconds`; a
-  case of the day passes `quizzes.case_seconds`). When the timer (or shutdown) reveals the
-  quiz, `await on_timeout(reveal)` publishes it. Raises `TooManyQuizzes` when `max_open` are open.
-  The adapter then posts the quiz and sets `quiz.message`; if posting fails, `discard(quiz)`.
-- `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped).
+- `quizzes.open(starter, where, on_timeout, seconds=None, title="Quiz") -> Quiz`: picks an
+  item, registers the quiz, starts the model's explanation and the timer (`seconds`, default
+  `quizzes.seconds`; a case of the day passes `quizzes.case_seconds`). When the timer (or
+  shutdown) reveals the quiz, `await on_timeout(reveal)` publishes it. Raises `TooManyQuizzes`
+  when `max_open` are open. The adapter then posts the quiz and sets `quiz.message`; if posting
+  fails, `discard(quiz)`.
+- `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped);
+  `quizzes.posted_at(platform, channel, message) -> Quiz | None`: the open quiz of a message.
 - `quizzes.reveal(quiz, by) -> Reveal | None`: the reveal by a person (see Quiz.reveal: None the
   second time, RevealRefused for someone who may not). The caller publishes the result.
 - `quizzes.explain_wait`: how long a reveal waits for the model's explanation before saying it
@@ -99,13 +101,15 @@ class Quizzes:
         where: ConversationRef,
         on_timeout: OnReveal,
         seconds: float | None = None,
+        title: str = "Quiz",
     ) -> Quiz:
         """A new quiz, with its explanation being generated and its timer running."""
         if len(self._open) >= self.max_open:
             raise TooManyQuizzes(texts.TOO_MANY)
         seconds = self.seconds if seconds is None else seconds
         admins = self.admins.get(where.platform, ())
-        quiz = Quiz(self.bank.pick(), starter, where, self.clock() + seconds, admins)
+        deadline = self.clock() + seconds
+        quiz = Quiz(self.bank.pick(), starter, where, deadline, admins, title)
         quiz.explanation = Explanation.ask(
             self.engine, quiz.item, self.sampling, f"quiz-{quiz.id}", self.answer_timeout
         )
@@ -121,6 +125,14 @@ class Quizzes:
 
     def get(self, quiz_id: str) -> Quiz | None:
         return self._open.get(quiz_id)
+
+    def posted_at(self, platform: str, channel: str, message: str) -> Quiz | None:
+        """The open quiz posted as this message, if any (its thread waits for the reveal)."""
+        for quiz in self._open.values():
+            where = quiz.where
+            if (where.platform, where.channel, quiz.message) == (platform, channel, message):
+                return quiz
+        return None
 
     def reveal(self, quiz: Quiz, by: str | None, *, stopping: bool = False) -> Reveal | None:
         """Reveal once (see Quiz.reveal); the quiz leaves the registry and its timer stops."""

@@ -6,7 +6,8 @@ API (stable, shared by the Slack and Discord quizzes):
   scheduled case of the day: only admins or the timer reveal it); `where` is a ConversationRef
   (platform, channel); `quiz.message` is the quiz message's id, set by the adapter once posted;
   `deadline` is a `time.monotonic()` value; `quiz.id` (12 hex characters) goes into the buttons;
-  `quiz.explanation` is the model's answer being generated (bot/quiz/explanation.py).
+  `quiz.explanation` is the model's answer being generated (bot/quiz/explanation.py);
+  `quiz.title` heads the message ("Quiz", "Case of the day").
 - `quiz.answer(learner, letter) -> bool`: records or replaces that learner's answer; False once
   revealed. A letter that is not an option raises ValueError.
 - `quiz.answered` (how many learners have answered), `quiz.tally() -> Tally`.
@@ -72,6 +73,7 @@ class Quiz:
     where: ConversationRef
     deadline: float
     admins: Admins = ()
+    title: str = "Quiz"
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     message: str | None = None
     explanation: Explanation | None = None

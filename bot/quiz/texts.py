@@ -124,5 +124,9 @@ def reveal_refused(starter: str | None, seconds_left: float) -> str:
     return f"Sorry, only {who} can reveal the answer.{left}"
 
 
+WAIT_FOR_REVEAL = (
+    "This quiz is still open, so I won't answer in its thread yet: the answer and my explanation "
+    "follow here when it is revealed."
+)
 QUIZ_CLOSED = "This quiz is closed: the answer is in its thread."
 TOO_MANY = "There are too many quizzes open right now. Please reveal one first, or try again later."
