@@ -147,6 +147,6 @@ def command(path: Path, since_days: float | None, as_json: bool) -> int:
     elif not groups:
         print(f"No answers recorded in {path} ({when}).")
     else:
-        print(f"Answers in {path} ({when}); 👍 and 👎 count one rating per person and answer.\n")
+        print(f"Answers in {path} ({when}):\n")
         print(table(groups))
     return 0
