@@ -1,0 +1,320 @@
+"""The Slack quiz end to end: the real slack-bolt app, clicks as block_actions, a fake Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.quiz.bank import QuestionBank, QuizItem
+from bot.quiz.registry import Quizzes
+from bot.quiz.schedule import CaseOfTheDay, parse_schedule
+from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION
+from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
+from inference.engine import SamplingParams
+from inference.scripted import Script, ScriptedEngine
+from tests.fakes.slack import (
+    BOT_USER_ID,
+    app_mention_event,
+    block_actions,
+    interactive_form,
+    message_event,
+    signed_request,
+)
+from tests.fakes.slack import Message as SlackMessage
+from tests.test_slack import DISCLAIMER, SECRET, Bot, Mode, eventually, running
+
+ITEM = QuizItem(
+    "bank-1",
+    "A sailor has bleeding gums & loose teeth after months at sea. Which deficiency is it?",
+    {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"},
+    "B",
+    "a test bank",
+)
+THINKING = "Bleeding gums after a long voyage without fruit point to scurvy."
+
+
+def answers_b(question: str) -> Script:
+    text = f"## Thinking\n\n{THINKING}\n\n## Final Response\n\nThe answer is **B. Vitamin C**."
+    return Script(tuple(text[i : i + 6] for i in range(0, len(text), 6)))
+
+
+class Quiz:
+    """The quiz messages one test drives: the posted quiz, clicks, what the thread shows."""
+
+    def __init__(self, bot: Bot, message: SlackMessage) -> None:
+        self.bot, self.message = bot, message
+        self.id = message.blocks[-1]["elements"][0]["value"]  # type: ignore[index]
+
+    @property
+    def current(self) -> SlackMessage:
+        return next(m for m in self.bot.slack.messages if m.ts == self.message.ts)
+
+    def count(self) -> str:
+        """The "N answers so far" line."""
+        [context] = [b for b in self.current.blocks or [] if b["type"] == "context"]
+        return context["elements"][0]["text"]
+
+    def buttons(self) -> list[str]:
+        actions = [b for b in self.current.blocks or [] if b["type"] == "actions"]
+        return [e["text"]["text"] for block in actions for e in block["elements"]]
+
+    def thread(self) -> list[str]:
+        return [m.text for m in self.bot.slack.thread("C1", self.message.ts)[1:]]
+
+    async def click(self, user: str, action_id: str) -> float:
+        """A click as Slack delivers it; returns the seconds until it was acknowledged."""
+        payload = block_actions(
+            action_id,
+            self.id,
+            message=self.current,
+            response_url=self.bot.slack.new_response_url(),
+            user=user,
+        )
+        started = time.monotonic()
+        if self.bot.mode == "socket":
+            envelope = await self.bot.slack.send_socket_event("interactive", payload)
+            await self.bot.slack.wait_ack(envelope)
+        else:
+            body, headers = signed_request(interactive_form(payload), SECRET, form=True)
+            assert (await self.bot.post(body, headers))[0] == 200
+        return time.monotonic() - started
+
+    async def answer(self, user: str, letter: str) -> None:
+        await self.click(user, f"huatuo_quiz_answer_{letter}")
+
+    async def reveal(self, user: str) -> None:
+        await self.click(user, REVEAL_ACTION)
+
+
+def private_to(bot: Bot, user: str) -> list[str]:
+    """The ephemeral messages sent to one person."""
+    return [
+        c.params["text"]
+        for c in bot.slack.calls_to("chat.postEphemeral")
+        if c.params["user"] == user
+    ]
+
+
+@asynccontextmanager
+async def quiz_bot(
+    mode: Mode = "http", script=answers_b, **options: Any
+) -> AsyncIterator[tuple[Bot, ScriptedEngine]]:
+    """A running Slack adapter whose quizzes ask ITEM, with the model answering B."""
+    engine = ScriptedEngine(script)
+    await engine.start()
+    sampling = SamplingParams(max_new_tokens=64, temperature=0.0)
+    quizzes = Quizzes(QuestionBank([ITEM]), engine, sampling, **{"seconds": 60, **options})
+    try:
+        async with running(engine, mode, quizzes=quizzes) as bot:
+            try:
+                yield bot, engine
+            finally:
+                await quizzes.close(grace=1.0)  # the runner's part: the adapter does not own it
+    finally:
+        await engine.close(grace=0)
+
+
+async def start_quiz(bot: Bot) -> Quiz:
+    """U1 runs `/huatuo quiz` in C1; the quiz message once posted."""
+    started = time.monotonic()
+    ack = await bot.command("quiz")
+    assert time.monotonic() - started < 1.0 and "text" not in ack, "acknowledged at once, quietly"
+    message = await eventually(lambda: [m for m in bot.slack.messages if m.blocks])
+    return Quiz(bot, message[-1])
+
+
+# ---- the main flow -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: Mode) -> None:
+    async with quiz_bot(mode) as (bot, engine):
+        quiz = await start_quiz(bot)
+        posted = quiz.message
+        assert posted.channel == "C1" and posted.thread_ts is None
+        assert quiz.buttons() == ["A", "B", "C", "D", "Reveal"]
+        body = "\n".join(b["text"]["text"] for b in posted.blocks if b["type"] == "section")
+        assert "bleeding gums &amp; loose teeth" in body, "bank text is escaped for Slack"
+        assert "*A.* Vitamin A\n*B.* Vitamin C\n*C.* Vitamin D\n*D.* Vitamin K" in body
+        assert "revealed in 1 minute, or when <@U1> presses *Reveal*" in body
+        assert engine.requests[0].request.messages[0].content == ITEM.prompt
+
+        assert await quiz.click("U2", "huatuo_quiz_answer_A") < 1.0
+        await quiz.answer("U3", "B")
+        await quiz.answer("U2", "B")  # U2 changes their mind: counts once, as B
+        await quiz.answer("U4", "D")
+        await eventually(lambda: len(bot.slack.calls_to("chat.postEphemeral")) == 4)
+        assert private_to(bot, "U2") == [
+            "Your answer is *A*: Vitamin A. You can change it until the answer is revealed.",
+            "Your answer changed to *B*: Vitamin C. You can change it until the answer is "
+            "revealed.",
+        ]
+        assert quiz.count() == "No answers yet."
+        await eventually(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 3)
+        assert quiz.thread() == [], "nothing in the thread before the reveal"
+
+        await quiz.reveal("U2")  # not the starter
+        await eventually(lambda: private_to(bot, "U2")[2:])
+        assert private_to(bot, "U2")[2].startswith(
+            "Sorry, only the person who started this quiz (<@U1>) can reveal the answer."
+        )
+        assert quiz.buttons()[-1] == "Reveal" and quiz.thread() == []
+
+        await quiz.reveal("U1")
+        await bot.idle()
+        closed = quiz.current
+        assert quiz.buttons() == [], "the buttons are gone"
+        assert "*B.* Vitamin C ✅" in closed.text and "(closed)" in closed.text
+        reveal, model, thinking = quiz.thread()
+        assert reveal == (
+            "*The correct answer is B: Vitamin C*\n\n*Answers*\nA: 0\nB: 2 ✅\nC: 0\nD: 1\n"
+            "2 of 3 learners chose the correct answer.\n\n_Question from a test bank._"
+        )
+        assert model == (
+            "*The model's answer* (it chose B: correct):\n\nThe answer is *B. Vitamin C*."
+            f"\n\n{DISCLAIMER}"
+        )
+        assert thinking == f"{THINKING_MARK} *Thinking*\n{THINKING}"
+
+        before = len(bot.slack.calls)
+        await quiz.reveal("U1")  # a second reveal does nothing
+        await quiz.answer("U5", "C")  # nor does a late answer count
+        await eventually(lambda: private_to(bot, "U5"))
+        await bot.idle()
+        assert [c.method for c in bot.slack.calls[before:]] == ["chat.postEphemeral"]
+        assert private_to(bot, "U5") == ["This quiz is closed: the answer is in its thread."]
+        assert len(quiz.thread()) == 3
+
+
+async def test_the_timer_reveals_a_quiz_nobody_revealed() -> None:
+    async with quiz_bot(seconds=0.3) as (bot, _):
+        quiz = await start_quiz(bot)
+        await eventually(lambda: len(quiz.thread()) == 3)
+        assert quiz.thread()[0].startswith("Time is up. *The correct answer is B: Vitamin C*")
+        assert "Nobody answered this time." in quiz.thread()[0]
+        assert quiz.buttons() == []
+
+
+async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> None:
+    stalled = lambda q: Script(("## Final Response\n\nThe answer is B.",), stall_at=0)  # noqa: E731
+    async with quiz_bot(script=stalled, explain_wait=0.1) as (bot, engine):
+        quiz = await start_quiz(bot)
+        await quiz.reveal("U1")
+        await eventually(lambda: len(quiz.thread()) == 2)
+        reveal, note = quiz.thread()
+        assert reveal.startswith("*The correct answer is B") and quiz.buttons() == []
+        assert note == (
+            f"{PROGRESS_MARK} The model's explanation is not ready yet; it will appear here in "
+            "this thread when it is."
+        )
+        engine.release.set()
+        await eventually(lambda: quiz.thread()[1].startswith("*The model's answer*"))
+        assert len(quiz.thread()) == 2, "the note became the explanation"
+        assert "(it chose B: correct):\n\nThe answer is B." in quiz.thread()[1]
+
+    failing = lambda q: Script(("x",), fail_at=0)  # noqa: E731
+    async with quiz_bot(script=failing) as (bot, _):
+        quiz = await start_quiz(bot)
+        await quiz.reveal("U1")
+        await eventually(lambda: len(quiz.thread()) == 2)
+        assert quiz.thread()[1].startswith(
+            f"{FAIL_MARK} Sorry, the model could not explain this question"
+        )
+
+
+async def test_the_open_quiz_thread_is_not_answered_until_the_reveal() -> None:
+    async with quiz_bot() as (bot, engine):
+        quiz = await start_quiz(bot)
+        ts = quiz.message.ts
+        reply = bot.slack.add_message("C1", "I think it's C", user="U2", thread_ts=ts)
+        await bot.event(message_event("I think it's C", user="U2", ts=reply, thread_ts=ts))
+        mention = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> answer?", user="U3", thread_ts=ts)
+        await bot.event(app_mention_event("answer?", user="U3", ts=mention, thread_ts=ts))
+        await eventually(lambda: private_to(bot, "U3"))
+        await bot.idle()
+        assert private_to(bot, "U3") == [
+            "This quiz is still open, so I won't answer in its thread yet: the answer and my "
+            "explanation follow here when it is revealed."
+        ]
+        assert len(engine.requests) == 1, "only the quiz's own explanation was asked"
+        assert [m.user for m in bot.slack.thread("C1", ts)] == [BOT_USER_ID, "U2", "U3"]
+
+
+async def test_stopping_reveals_open_quizzes() -> None:
+    engine = ScriptedEngine(answers_b)
+    await engine.start()
+    try:
+        async with running(engine) as bot:  # the adapter's own Quizzes (shipped bank)
+            quiz = await start_quiz(bot)
+            correct = bot.adapter.quiz.quizzes.get(quiz.id).item.answer  # type: ignore[union-attr]
+            await quiz.answer("U2", correct)
+            await eventually(lambda: private_to(bot, "U2"))
+        thread = quiz.thread()
+        assert thread[0].startswith("The bot is restarting, so here is the answer now. *The")
+        assert "1 of 1 learner chose the correct answer." in thread[0]
+        assert "_Question from MedQA (Jin et al. 2021" in thread[0]
+        assert quiz.buttons() == []
+    finally:
+        await engine.close(grace=0)
+
+
+async def test_a_quiz_where_the_bot_cannot_post_is_explained_privately() -> None:
+    async with quiz_bot() as (bot, _):
+        bot.slack.error_next("chat.postMessage", "not_in_channel")
+        url = bot.slack.new_response_url()
+        await bot.command("quiz", url)
+        await eventually(lambda: bot.slack.responses[url])
+        [response] = bot.slack.responses[url]
+        assert response["response_type"] == "ephemeral"
+        assert "Invite me to the channel" in response["text"]
+        assert len(bot.adapter.quiz.quizzes) == 0, "the unposted quiz is forgotten"
+
+
+async def test_help_mentions_the_quiz() -> None:
+    async with quiz_bot() as (bot, _):
+        ack = await bot.command("help")
+    assert "`/huatuo quiz`" in ack["text"]
+
+
+# ---- case of the day ---------------------------------------------------------------------------
+
+
+async def test_the_case_of_the_day_is_posted_once_a_day_by_the_adapter() -> None:
+    async with quiz_bot(case_seconds=3600) as (bot, _):
+        now = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+        end = now + timedelta(days=2, hours=1)
+
+        def clock() -> datetime:
+            return now
+
+        async def sleep(seconds: float) -> None:
+            nonlocal now
+            now += timedelta(seconds=seconds)
+            if now > end:
+                raise asyncio.CancelledError
+            await asyncio.sleep(0)
+
+        entries = parse_schedule("slack:C7 08:00 Europe/London")
+        schedule = CaseOfTheDay(entries, {"slack": bot.adapter.post_quiz}, clock=clock, sleep=sleep)
+        with pytest.raises(asyncio.CancelledError):
+            await schedule.run()
+        posts = [m for m in bot.slack.messages if m.channel == "C7"]
+        assert len(posts) == 2
+        for post in posts:
+            assert post.text.startswith("*Case of the day*\n\n")
+            assert "revealed in 1 hour._" in post.text and "presses" not in post.text
+            buttons = [e["text"]["text"] for e in post.blocks[-1]["elements"]]
+            assert buttons == ["A", "B", "C", "D"], "nobody to press Reveal: no Reveal button"
+
+
+def test_the_manifest_enables_interactivity() -> None:
+    manifest = yaml.safe_load(Path(__file__).parents[1].joinpath("slack/manifest.yml").read_text())
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
