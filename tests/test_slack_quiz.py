@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,20 +14,24 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.config import Settings
 from bot.quiz.bank import QuestionBank, QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
+from bot.runner import serve
 from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
 from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.slack import (
     BOT_USER_ID,
+    FakeSlack,
     app_mention_event,
     block_actions,
     interactive_form,
     message_event,
     signed_request,
+    slash_command,
 )
 from tests.fakes.slack import Message as SlackMessage
 from tests.test_slack import DISCLAIMER, SECRET, Bot, Mode, eventually, running
@@ -318,3 +323,38 @@ async def test_the_case_of_the_day_is_posted_once_a_day_by_the_adapter() -> None
 def test_the_manifest_enables_interactivity() -> None:
     manifest = yaml.safe_load(Path(__file__).parents[1].joinpath("slack/manifest.yml").read_text())
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
+
+
+# ---- huatuo-bot run ------------------------------------------------------------------------------
+
+
+async def test_run_schedules_the_case_of_the_day_and_reveals_open_quizzes_on_stop(
+    unused_tcp_port, tmp_path, monkeypatch, caplog
+) -> None:
+    monkeypatch.chdir(tmp_path)  # whatever serve() writes lands here
+    caplog.set_level(logging.INFO, logger="bot")
+    engine = ScriptedEngine(answers_b)
+    async with FakeSlack() as slack:
+        settings = Settings(
+            _env_file=None,
+            slack_bot_token="xoxb-test",
+            slack_app_token="xapp-1-test",
+            slack_api_url=slack.api_url,
+            http_port=unused_tcp_port,
+            case_of_the_day="slack:C7 08:00 Europe/London",
+        )
+        stop = asyncio.Event()
+        server = asyncio.create_task(serve(settings, ["slack"], engine, stop))
+        try:
+            await slack.wait_connected()
+            fields = slash_command("quiz", response_url=slack.new_response_url())
+            await slack.wait_ack(await slack.send_socket_event("slash_commands", fields))
+            [quiz] = await eventually(lambda: [m for m in slack.messages if m.blocks])
+            stop.set()
+            await asyncio.wait_for(server, 10)
+        finally:
+            stop.set()
+            await asyncio.gather(server, return_exceptions=True)
+    reveal = slack.thread("C1", quiz.ts)[1].text
+    assert reveal.startswith("The bot is restarting, so here is the answer now. *The correct")
+    assert "case of the day: slack:C7 08:00 Europe/London, next at" in caplog.text

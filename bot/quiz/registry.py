@@ -3,7 +3,8 @@
 API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process):
 
 - `Quizzes(bank, engine, sampling, seconds=600, ...)` or `Quizzes.from_settings(settings,
-  engine, sampling)`; `admins` maps a platform name to the user ids (or a predicate) who may
+  engine, sampling, bank=None)` (loads HUATUO_QUIZ_BANK unless `bank` is given; a bad bank raises
+  ConfigError); `admins` maps a platform name to the user ids (or a predicate) who may
   reveal any quiz there (SLACK_ADMINS, DISCORD_ADMINS).
 - `quizzes.open(starter, where, on_timeout, seconds=None, title="Quiz") -> Quiz`: picks an
   item, registers the quiz, starts the model's explanation and the timer (`seconds`, default
@@ -27,21 +28,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
 
+from bot.config import ConfigError, Settings
 from bot.core.events import ConversationRef
 from bot.quiz import texts
-from bot.quiz.bank import QuestionBank
+from bot.quiz.bank import BankError, QuestionBank
 from bot.quiz.explanation import Engine, Explanation
 from bot.quiz.session import Admins, Quiz, Reveal
 from inference.engine import SamplingParams
 
-if TYPE_CHECKING:
-    from bot.config import Settings
-
 log = logging.getLogger(__name__)
 
 OnReveal = Callable[[Reveal], Awaitable[None]]
+
+
+def load_bank(settings: Settings) -> QuestionBank:
+    """HUATUO_QUIZ_BANK (empty: the shipped MedQA items); ConfigError says what is wrong."""
+    try:
+        return QuestionBank.load(settings.quiz_bank)
+    except BankError as exc:
+        raise ConfigError(f"HUATUO_QUIZ_BANK: {exc}") from None
 
 
 class TooManyQuizzes(Exception):
@@ -80,10 +86,16 @@ class Quizzes:
         self._publishers: dict[str, OnReveal] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine, sampling: SamplingParams) -> Quizzes:
-        """The bank HUATUO_QUIZ_BANK names (empty: the shipped one) and the quiz settings."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        engine: Engine,
+        sampling: SamplingParams,
+        bank: QuestionBank | None = None,
+    ) -> Quizzes:
+        """The quiz settings, and the bank HUATUO_QUIZ_BANK names unless `bank` is given."""
         return cls(
-            QuestionBank.load(settings.quiz_bank),
+            bank or load_bank(settings),
             engine,
             sampling,
             seconds=settings.quiz_seconds,
