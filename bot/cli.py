@@ -19,6 +19,7 @@ from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec, remote_engine
 from bot.evaluation import command as evaluation
 from bot.feedback import summary
+from bot.quiz.registry import load_bank
 from bot.runner import PLATFORMS, configured_platforms, make_service, serve
 from inference.loading import ModelNotFound
 from inference.remote import ModelServerError, served_models
@@ -161,9 +162,27 @@ def check(settings_factory: Callable[[], Settings] = Settings) -> int:
             "SLACK_SIGNING_SECRET for Slack, and/or DISCORD_BOT_TOKEN for Discord "
             "(see .env.example). `huatuo-bot ask` works without any."
         )
+    problems.extend(_check_quizzes(settings))
     for problem in problems:
         print(f"✗ {problem}")
     return 1 if problems else 0
+
+
+def _check_quizzes(settings: Settings) -> list[str]:
+    """The question bank loads; the case-of-the-day entries (already validated) are listed."""
+    try:
+        bank = load_bank(settings)
+    except ConfigError as exc:
+        return [f"quiz bank: {exc}"]
+    skipped = ""
+    if bank.problems:
+        first = bank.problems[0]
+        skipped = f" ({len(bank.problems)} bad row(s) skipped; the first, line {first})"
+    count = f"{len(bank)} question{'s' * (len(bank) != 1)}"
+    print(f"✓ quiz bank: {count} from {bank.name}{skipped}")
+    for entry in settings.case_of_the_day_entries:
+        print(f"✓ case of the day: {entry}")
+    return []
 
 
 def _stats(settings: Settings, args: argparse.Namespace) -> int:

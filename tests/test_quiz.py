@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bot.cli import check
 from bot.config import Settings
 from bot.core.events import ConversationRef
 from bot.quiz import texts
@@ -398,3 +399,19 @@ def test_schedule_entries_are_validated_with_clear_errors(monkeypatch) -> None:
     monkeypatch.setenv("HUATUO_CASE_OF_THE_DAY", "slack:C1 08:00 Mars/Olympus")
     with pytest.raises(ValidationError, match="HUATUO_CASE_OF_THE_DAY"):
         Settings(_env_file=None)
+
+
+def test_check_reports_the_quiz_bank_and_the_schedule(tmp_path: Path, capsys) -> None:
+    def configured(**quiz: str) -> Callable[[], Settings]:
+        base = {"model": "builtin:smollm2", "discord_bot_token": "token"}
+        return lambda: Settings(_env_file=None, **base, **quiz)  # type: ignore[arg-type]
+
+    bank = tmp_path / "ward.jsonl"
+    bank.write_text(row("First?") + "\n{oops\n", encoding="utf-8")
+    assert check(configured(quiz_bank=str(bank), case_of_the_day="discord:42 07:45 UTC")) == 0
+    out = capsys.readouterr().out
+    assert f"✓ quiz bank: 1 question from {bank} (1 bad row(s) skipped; the first, line 2:" in out
+    assert "✓ case of the day: discord:42 07:45 UTC" in out
+
+    assert check(configured(quiz_bank=str(tmp_path / "missing.jsonl"))) == 1
+    assert "✗ quiz bank: HUATUO_QUIZ_BANK: Cannot read the question bank" in capsys.readouterr().out
