@@ -252,6 +252,15 @@ async def test_the_open_quiz_thread_is_not_answered_until_the_reveal() -> None:
         assert len(engine.requests) == 1, "only the quiz's own explanation was asked"
         assert [m.user for m in bot.slack.thread("C1", ts)] == [BOT_USER_ID, "U2", "U3"]
 
+        await quiz.reveal("U1")
+        await bot.idle()
+        why = bot.slack.add_message("C1", "why not C?", user="U2", thread_ts=ts)
+        await bot.event(message_event("why not C?", user="U2", ts=why, thread_ts=ts))
+        await bot.idle()
+        assert len(engine.requests) == 2, "after the reveal, the thread is a conversation"
+        history = engine.requests[1].request.messages
+        assert history[-1].content == "why not C?" and "Vitamin C" in history[-2].content
+
 
 async def test_stopping_reveals_open_quizzes() -> None:
     engine = ScriptedEngine(answers_b)
