@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from bot.config import Settings
+from bot.quiz import texts
 from bot.quiz.bank import QuestionBank, QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from bot.runner import serve
-from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION
+from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION, mrkdwn, sections
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
 from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
@@ -296,6 +297,16 @@ async def test_help_mentions_the_quiz() -> None:
     async with quiz_bot() as (bot, _):
         ack = await bot.command("help")
     assert "`/huatuo quiz`" in ack["text"]
+
+
+def test_a_long_case_is_split_into_section_blocks_that_fit() -> None:
+    paragraph = "Laboratory studies show: haemoglobin 9.1 g/dL, leukocytes 14,200/mm3. " * 12
+    case = QuizItem("long-1", "\n".join([paragraph] * 6), ITEM.options, "B")
+    text = mrkdwn(texts.question_text(case, "Quiz", 600, "<@U1>"), "<@U1>")
+    blocks = sections(text)
+    assert len(text) > 5000 and len(blocks) == 2
+    assert all(len(block["text"]["text"]) <= 3000 for block in blocks)
+    assert "\n".join(block["text"]["text"] for block in blocks) == text
 
 
 # ---- case of the day ---------------------------------------------------------------------------

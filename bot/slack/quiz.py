@@ -235,13 +235,17 @@ class SlackQuiz:
             )
         except SlackApiError as exc:  # e.g. deleted: the thread still gets the answer
             log.warning("slack: quiz %s message edit failed: %s", quiz.id, exc)
-        await self.client.chat_postMessage(
-            channel=channel,
-            thread_ts=quiz.message,
-            text=mrkdwn(texts.reveal_text(reveal)),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        try:
+            await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=quiz.message,
+                text=mrkdwn(texts.reveal_text(reveal)),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:  # e.g. the channel was archived: nowhere left to say it
+            log.warning("slack: quiz %s reveal could not be posted: %s", quiz.id, exc)
+            return
         if quiz.explanation is not None:
             self._spawn(self._explain(quiz, quiz.explanation), f"explain-{quiz.id}")
 
