@@ -63,8 +63,10 @@ async def serving(fake: FakeDiscord, engine: Any, **kwargs: Any) -> AsyncIterato
     finally:
         await adapter.stop()
     assert adapter.client.is_closed()
-    sends = [c for c in fake.calls if c.method in ("POST", "PATCH") and SENDS.match(c.path)]
-    assert sends and all(c.json["allowed_mentions"] == {"parse": []} for c in sends)
+    sends = [c.json for c in fake.calls if c.method in ("POST", "PATCH") and SENDS.match(c.path)]
+    responses = [c.json.get("data") or {} for c in fake.calls_to("POST", "/callback$")]
+    sends += [data for data in responses if "content" in data]  # messages, not bare defers
+    assert sends and all(body["allowed_mentions"] == {"parse": []} for body in sends)
     _assert_progress_throttled(fake)
 
 

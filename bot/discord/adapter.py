@@ -22,7 +22,9 @@ from bot.core.service import AnswerService
 from bot.discord import events
 from bot.discord.history import history
 from bot.discord.outbox import NO_PINGS, ChannelOutbox, InteractionOutbox, Outbox
+from bot.discord.quiz import DiscordQuiz
 from bot.discord.reply import DiscordReply
+from bot.quiz.registry import Quizzes
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class DiscordAdapter:
         *,
         sync_guild: int | None = None,
         client_kwargs: dict[str, Any] | None = None,
+        quizzes: Quizzes | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -62,6 +65,12 @@ class DiscordAdapter:
         self.client.event(self.on_message)
         self.tree = app_commands.CommandTree(self.client)
         self.tree.add_command(self._ask_command(), guild=self.sync_guild)
+        self.quiz: DiscordQuiz | None = None  # `/quiz` and the case of the day, with `quizzes`
+        if quizzes is not None:
+            self.quiz = DiscordQuiz(
+                self.client, quizzes, disclaimer=settings.disclaimer, spawn=self._spawn
+            )
+            self.tree.add_command(self.quiz.command(), guild=self.sync_guild)
         self._tasks: set[asyncio.Task[None]] = set()
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
@@ -134,19 +143,26 @@ class DiscordAdapter:
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = url
 
     async def _sync_commands(self) -> None:
-        """Register `/ask`: in one guild at once, or globally (Discord may take a while)."""
+        """Register `/ask` (and `/quiz`): in one guild at once, or globally (Discord may take a
+        while)."""
         where = f"in guild {self.sync_guild.id}" if self.sync_guild else "globally"
         try:
             await self.tree.sync(guild=self.sync_guild)
         except discord.HTTPException as exc:
             log.error(
-                "discord: could not register /ask %s (HTTP %s); was the bot invited with the "
-                "applications.commands scope?",
+                "discord: could not register the commands %s (HTTP %s); was the bot invited with "
+                "the applications.commands scope?",
                 where,
                 exc.status,
             )
             return
-        log.info("discord: /ask registered %s", where)
+        log.info("discord: commands registered %s", where)
+
+    async def post_quiz(self, channel: str) -> None:
+        """Case of the day: post a quiz into the channel with this id (the scheduler calls it)."""
+        if self.quiz is None:
+            raise RuntimeError("quizzes are not enabled on this Discord adapter")
+        await self.quiz.post_case_of_the_day(channel)
 
     # ---- messages -----------------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -154,8 +170,11 @@ class DiscordAdapter:
         me = self.client.user
         if not self._accepting or me is None:
             return
-        if (origin := events.origin(message, me.id)) is not None:
-            self._spawn(self._answer_message(message, origin, me.id))
+        if (origin := events.origin(message, me.id)) is None:
+            return
+        if self.quiz is not None and self.quiz.intercepts(message, me.id):
+            return
+        self._spawn(self._answer_message(message, origin, me.id))
 
     async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
         text = events.strip_mention(message.content, bot_id)

@@ -80,19 +80,26 @@ class ChannelOutbox:
 
     async def _thread(self, name: str) -> discord.Thread | None:
         """A thread on the answer; None in DMs and threads, or when Discord refuses one."""
-        if self.placeholder is None or not isinstance(self.question.channel, discord.TextChannel):
-            return None
-        try:
-            return await self.placeholder.create_thread(name=name, auto_archive_duration=1440)
-        except discord.HTTPException as exc:
-            log.warning("no thread for the thinking (HTTP %s); it goes in the channel", exc.status)
-            return None
+        return None if self.placeholder is None else await open_thread(self.placeholder, name)
 
     async def _reply(self, content: str) -> discord.Message:
         reference = self.question.to_reference(fail_if_not_exists=False)
         return await self.question.channel.send(
             content, reference=reference, allowed_mentions=NO_PINGS
         )
+
+
+async def open_thread(
+    message: discord.Message | discord.PartialMessage, name: str
+) -> discord.Thread | None:
+    """A public thread on `message`; None in DMs and threads, or when Discord refuses one."""
+    if not isinstance(message.channel, discord.TextChannel):
+        return None
+    try:
+        return await message.create_thread(name=name, auto_archive_duration=1440)
+    except discord.HTTPException as exc:
+        log.warning("no thread (HTTP %s); posting in the channel instead", exc.status)
+        return None
 
 
 class InteractionOutbox:

@@ -1,0 +1,349 @@
+"""The quiz on Discord: `/quiz`, answer buttons, the reveal, and the case of the day.
+
+The quiz message shows the case and its options, with a button per option and a Reveal button.
+The buttons are `QuizButton` dynamic items: discord.py rebuilds one from the custom id of any
+click (`huatuo-quiz:<quiz id>:<letter or reveal>`), so clicks are handled whatever became of the
+view that sent them. Every click is answered at once: learners get a private (ephemeral)
+confirmation, and the message shows only how many have answered. The reveal edits the message
+(buttons removed, the correct option marked) and opens a thread on it (in DMs and threads: the
+same conversation) with the correct answer and the tally, then the model's own answer, which
+`DiscordReply` posts like any answer, its thinking after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.core.events import Answer
+from bot.core.splitting import split_text
+from bot.discord import events
+from bot.discord.outbox import MESSAGE_LIMIT, NO_PINGS, ChannelOutbox, open_thread
+from bot.discord.reply import DiscordReply, thread_name
+from bot.quiz import texts
+from bot.quiz.bank import QuizItem
+from bot.quiz.explanation import Explanation, ExplanationFailed
+from bot.quiz.registry import Quizzes, TooManyQuizzes
+from bot.quiz.session import Quiz, Reveal, RevealRefused
+
+log = logging.getLogger(__name__)
+
+REVEAL = "reveal"
+TEMPLATE = r"huatuo-quiz:(?P<quiz>[0-9a-f]{12}):(?P<choice>[A-Z]|reveal)"
+COUNT_INTERVAL = 2.0  # seconds between edits of the "N answers so far" line
+COUNT_ROOM = 40  # characters kept free in the quiz message for that line
+CASE_ABOVE = "_(The case is in the message above.)_"
+CANNOT_POST = (
+    "Sorry, I can't post a quiz here. Please check that I may send messages in this channel."
+)
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class QuizButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=TEMPLATE):
+    """An option or Reveal button of a quiz; a click becomes a `quiz_click` client event."""
+
+    def __init__(self, quiz_id: str, choice: str) -> None:
+        reveal = choice == REVEAL
+        super().__init__(
+            discord.ui.Button(
+                label="Reveal" if reveal else choice,
+                style=discord.ButtonStyle.primary if reveal else discord.ButtonStyle.secondary,
+                custom_id=f"huatuo-quiz:{quiz_id}:{choice}",
+            )
+        )
+        self.quiz_id, self.choice = quiz_id, choice
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[discord.ui.View],
+        match: re.Match[str],
+    ) -> QuizButton:
+        return cls(match["quiz"], match["choice"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        interaction.client.dispatch("quiz_click", interaction, self.quiz_id, self.choice)
+
+
+@dataclass
+class _Posted:
+    """An open quiz's message with the buttons, and what it shows."""
+
+    message: discord.PartialMessage
+    item: QuizItem  # the item as shown there (a long case goes in a message of its own above)
+    text: str
+
+    def content(self, answered: int) -> str:
+        return _with_count(self.text, answered)
+
+
+class DiscordQuiz:
+    """Starts, tracks and reveals the quizzes of one DiscordAdapter (sharing its client)."""
+
+    def __init__(
+        self, client: discord.Client, quizzes: Quizzes, *, disclaimer: str, spawn: Spawn
+    ) -> None:
+        self.client = client
+        self.quizzes = quizzes
+        self.disclaimer = disclaimer
+        self._spawn = spawn
+        self._posted: dict[str, _Posted] = {}  # open quizzes by id
+        self._counts: dict[str, asyncio.Task[None]] = {}  # pending "N answers" edits by quiz
+        client.add_dynamic_items(QuizButton)
+        client.event(self.on_quiz_click)
+
+    # ---- starting ------------------------------------------------------------------------------
+    def command(self) -> app_commands.Command[Any, ..., None]:
+        @app_commands.command(
+            name="quiz", description="Post a multiple-choice question for learners to answer"
+        )
+        async def quiz(interaction: discord.Interaction) -> None:
+            await self._on_command(interaction)
+
+        return quiz
+
+    async def _on_command(self, interaction: discord.Interaction) -> None:
+        """`/quiz`: the quiz is the interaction's response, so it is answered at once."""
+        channel = interaction.channel
+        if channel is None or not hasattr(channel, "get_partial_message"):
+            await interaction.response.send_message(CANNOT_POST, ephemeral=True)
+            return
+        try:
+            quiz = self._open(str(interaction.user.id), channel, self.quizzes.seconds, "Quiz")
+        except TooManyQuizzes as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        try:
+            await self._post(quiz, channel, self.quizzes.seconds, interaction)
+        except discord.HTTPException as exc:
+            log.warning("discord: quiz %s not posted (HTTP %s)", quiz.id, exc.status)
+            if not interaction.response.is_done():
+                await interaction.response.send_message(CANNOT_POST, ephemeral=True)
+
+    async def post_case_of_the_day(self, channel_id: str) -> None:
+        """A scheduled quiz nobody started, in a channel given by id: revealed by its timer (or
+        an admin). Raises when the channel cannot be found or written to."""
+        channel = self.client.get_channel(int(channel_id)) or await self.client.fetch_channel(
+            int(channel_id)
+        )
+        if not hasattr(channel, "get_partial_message"):
+            raise ValueError(f"Discord channel {channel_id} does not take messages")
+        seconds = self.quizzes.case_seconds
+        await self._post(self._open(None, channel, seconds, "Case of the day"), channel, seconds)
+
+    def _open(self, starter: str | None, channel: Any, seconds: float, title: str) -> Quiz:
+        where = events.conversation(channel)
+        return self.quizzes.open(starter, where, self.publish, seconds, title)
+
+    async def _post(
+        self,
+        quiz: Quiz,
+        channel: Any,
+        seconds: float,
+        interaction: discord.Interaction | None = None,
+    ) -> None:
+        """Post the quiz (through the interaction, if any); forget it if that fails."""
+        lead, item, text = _layout(quiz, seconds)
+        view = discord.ui.View(timeout=None)
+        for letter in quiz.item.options:
+            view.add_item(QuizButton(quiz.id, letter))
+        if quiz.starter is not None or quiz.admins:
+            view.add_item(QuizButton(quiz.id, REVEAL))
+        try:
+            for part in lead:
+                await _send(channel, interaction, part)
+            message_id = await _send(channel, interaction, _with_count(text, 0), view)
+        except BaseException:
+            self.quizzes.discard(quiz)
+            raise
+        quiz.message = str(message_id)
+        self._posted[quiz.id] = _Posted(channel.get_partial_message(message_id), item, text)
+
+    def intercepts(self, message: discord.Message, bot_id: int) -> bool:
+        """A reply to an open quiz is not answered before the reveal (no spoilers); someone who
+        mentions the bot in it is told why."""
+        reference = message.reference
+        if reference is None or reference.message_id is None:
+            return False
+        channel = events.conversation(message.channel).channel
+        if self.quizzes.posted_at("discord", channel, str(reference.message_id)) is None:
+            return False
+        if any(user.id == bot_id for user in message.mentions):
+            self._spawn(self._tell(message, texts.WAIT_FOR_REVEAL))
+        return True
+
+    @staticmethod
+    async def _tell(message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(text, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("discord: quiz notice not posted (HTTP %s)", exc.status)
+
+    # ---- clicks --------------------------------------------------------------------------------
+    async def on_quiz_click(
+        self, interaction: discord.Interaction, quiz_id: str, choice: str
+    ) -> None:
+        """A button click, answered at once (Discord allows 3 s)."""
+        quiz = self.quizzes.get(quiz_id)
+        user = str(interaction.user.id)
+        try:
+            if choice == REVEAL:
+                await self._on_reveal(interaction, quiz, user)
+            else:
+                await self._on_answer(interaction, quiz, user, choice)
+        except discord.HTTPException as exc:
+            log.warning("discord: quiz click not answered (HTTP %s)", exc.status)
+
+    async def _on_answer(
+        self, interaction: discord.Interaction, quiz: Quiz | None, user: str, letter: str
+    ) -> None:
+        changed = quiz is not None and user in quiz.answers
+        if quiz is None or letter not in quiz.item.options or not quiz.answer(user, letter):
+            await _whisper(interaction, texts.QUIZ_CLOSED)
+            return
+        await _whisper(interaction, texts.confirmation(quiz.item, letter, changed))
+        if quiz.id not in self._counts:
+            self._counts[quiz.id] = asyncio.create_task(self._show_count(quiz))
+
+    async def _on_reveal(
+        self, interaction: discord.Interaction, quiz: Quiz | None, user: str
+    ) -> None:
+        try:
+            result = None if quiz is None else self.quizzes.reveal(quiz, user)
+        except RevealRefused:
+            assert quiz is not None
+            revealer = f"<@{quiz.starter}>" if quiz.starter else None
+            left = quiz.deadline - self.quizzes.clock()
+            await _whisper(interaction, texts.reveal_refused(revealer, left))
+            return
+        if result is None:  # revealed already: a second reveal does nothing
+            await interaction.response.defer()
+            return
+        await self.publish(result, interaction)
+
+    async def _show_count(self, quiz: Quiz) -> None:
+        """Edit "N answers so far" into the quiz message, at most once per COUNT_INTERVAL."""
+        try:
+            await asyncio.sleep(COUNT_INTERVAL)
+            posted = self._posted.get(quiz.id)
+            if posted is not None and not quiz.revealed:
+                content = posted.content(quiz.answered)
+                await posted.message.edit(content=content, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("discord: quiz %s count not shown (HTTP %s)", quiz.id, exc.status)
+        finally:
+            if self._counts.get(quiz.id) is asyncio.current_task():
+                del self._counts[quiz.id]
+
+    # ---- the reveal ----------------------------------------------------------------------------
+    async def publish(self, reveal: Reveal, interaction: discord.Interaction | None = None) -> None:
+        """Close the quiz message (as the click's response, if any), post the answer and the
+        tally in a thread on it, then the model's explanation."""
+        quiz = reveal.quiz
+        pending = self._counts.pop(quiz.id, None)
+        if pending is not None:  # an older count edit must not land after the closed message
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        posted = self._posted.pop(quiz.id, None)
+        if posted is None:
+            return
+        closed = texts.closed_question_text(posted.item, quiz.title, reveal.tally.total)
+        try:
+            if interaction is not None:
+                await interaction.response.edit_message(
+                    content=closed, view=None, allowed_mentions=NO_PINGS
+                )
+            else:
+                await posted.message.edit(content=closed, view=None, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:  # e.g. deleted: the answer is still posted
+            log.warning("discord: quiz %s message not closed (HTTP %s)", quiz.id, exc.status)
+        name = thread_name(f"{quiz.title}: {quiz.item.question}")
+        where = await open_thread(posted.message, name) or posted.message.channel
+        shown = await where.send(texts.reveal_text(reveal), allowed_mentions=NO_PINGS)
+        if quiz.explanation is not None:
+            self._spawn(self._explain(quiz, quiz.explanation, shown, name))
+
+    async def _explain(
+        self, quiz: Quiz, explanation: Explanation, revealed: discord.Message, name: str
+    ) -> None:
+        """The model's answer below the reveal: at once if ready, else a note now and it later."""
+        reply = DiscordReply(
+            ChannelOutbox(revealed), name, disclaimer=self.disclaimer, request_id=f"quiz-{quiz.id}"
+        )
+        try:
+            answer = await explanation.wait(self.quizzes.explain_wait)
+            if answer is None:
+                await reply.outbox.edit(texts.EXPLANATION_PENDING)
+                answer = await explanation.wait(None)
+                assert answer is not None  # waiting without a timeout answers or raises
+            await reply.deliver(_labelled(explanation, answer, quiz.item.answer))
+        except ExplanationFailed as exc:
+            await reply.fail(str(exc))
+        except asyncio.CancelledError:
+            with_timeout = asyncio.wait_for(reply.fail(texts.EXPLANATION_STOPPED), 5.0)
+            await asyncio.gather(asyncio.shield(with_timeout), return_exceptions=True)
+            raise
+
+
+def _layout(quiz: Quiz, seconds: float) -> tuple[list[str], QuizItem, str]:
+    """The messages to post before the one with the buttons (a case too long to share it), and
+    the item and text that one shows."""
+    revealer = f"<@{quiz.starter}>" if quiz.starter else None
+    item = quiz.item
+    text = texts.question_text(item, quiz.title, seconds, revealer)
+    if len(text) + COUNT_ROOM <= MESSAGE_LIMIT:
+        return [], item, text
+    lead = split_text(f"**{quiz.title}**\n\n{item.question.strip()}", MESSAGE_LIMIT)
+    shown = dataclasses.replace(item, question=CASE_ABOVE)
+    return lead, shown, texts.question_text(shown, quiz.title, seconds, revealer)
+
+
+def _with_count(text: str, answered: int) -> str:
+    """The quiz message: its text and how many have answered so far."""
+    return f"{text}\n\n{texts.answered_text(answered)}"
+
+
+async def _send(
+    channel: Any,
+    interaction: discord.Interaction | None,
+    content: str,
+    view: discord.ui.View | None = None,
+) -> int:
+    """Post one message: the interaction's response, then its followups; or in the channel."""
+    extra: dict[str, Any] = {"view": view} if view is not None else {}
+    if interaction is None:
+        message = await channel.send(content, allowed_mentions=NO_PINGS, **extra)
+        return message.id
+    if not interaction.response.is_done():
+        response = await interaction.response.send_message(
+            content, allowed_mentions=NO_PINGS, **extra
+        )
+        assert response is not None and response.message_id is not None
+        return response.message_id
+    followup = await interaction.followup.send(
+        content, wait=True, allowed_mentions=NO_PINGS, **extra
+    )
+    return followup.id
+
+
+async def _whisper(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral answer to a click: only the person who clicked sees it."""
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+
+
+def _labelled(explanation: Explanation, answer: Answer, correct: str) -> Answer:
+    """The model's final response under a line saying which option it chose."""
+    if not answer.answer:
+        return answer  # DiscordReply says there is no final answer and shows the thinking
+    heading = texts.model_heading(explanation.choice(answer), correct)
+    return dataclasses.replace(answer, answer=f"{heading}\n\n{answer.answer}")

@@ -1,0 +1,356 @@
+"""The Discord quiz: the real discord.py client against the fake Discord; scripted engine."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import discord
+import pytest
+
+from bot.discord import quiz as discord_quiz
+from bot.discord.adapter import DiscordAdapter
+from bot.quiz import texts
+from bot.quiz.bank import QuestionBank, QuizItem
+from bot.quiz.registry import Quizzes
+from bot.quiz.schedule import CaseOfTheDay, parse_schedule
+from inference.engine import SamplingParams
+from inference.scripted import Script, ScriptedEngine
+from tests.fakes.discord import EPHEMERAL, FakeDiscord, buttons
+from tests.test_discord import DISCLAIMER, serving, until
+
+JSON = dict[str, Any]
+ITEM = QuizItem(
+    "bank-1",
+    "Which vitamin deficiency causes scurvy?",
+    {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"},
+    "B",
+    "a test bank",
+)
+THINKING = "Scurvy comes from a lack of vitamin C, needed for collagen."
+FINAL = "The answer is B, vitamin C."
+EXPLANATION = f"## Thinking\n\n{THINKING}\n\n## Final Response\n\n{FINAL}"
+
+
+def explain_b(prompt: str, stall_at: int | None = None) -> Script:
+    chunks = tuple(EXPLANATION[i : i + 9] for i in range(0, len(EXPLANATION), 9))
+    return Script(chunks, stall_at=stall_at)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord(heartbeat_interval_ms=500)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[ScriptedEngine]:
+    engine = ScriptedEngine(explain_b)
+    await engine.start()
+    yield engine
+    await engine.close(grace=0)
+
+
+def quizzes_of(engine: ScriptedEngine, *items: QuizItem, **kwargs: Any) -> Quizzes:
+    sampling = SamplingParams(max_new_tokens=64, temperature=0.0)
+    return Quizzes(QuestionBank(list(items or [ITEM]), name="test"), engine, sampling, **kwargs)
+
+
+@pytest.fixture
+def quizzes(engine: ScriptedEngine) -> Quizzes:
+    return quizzes_of(engine, seconds=60)
+
+
+@pytest.fixture(autouse=True)
+def quick_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(discord_quiz, "COUNT_INTERVAL", 0.1)
+
+
+@asynccontextmanager
+async def quiz_serving(fake: FakeDiscord, quizzes: Quizzes) -> AsyncIterator[DiscordAdapter]:
+    """The adapter with quizzes, its commands synced to the fake's guild. On exit, as when the bot
+    stops, open quizzes are revealed before the adapter stops."""
+    guild = int(fake.guild_id)
+    async with serving(fake, quizzes.engine, sync_guild=guild, quizzes=quizzes) as adapter:
+        try:
+            yield adapter
+        finally:
+            await quizzes.close(grace=5)
+
+
+async def start_quiz(fake: FakeDiscord, user: JSON | None = None) -> JSON:
+    """`/quiz` by `user` (alice by default); the quiz message once posted."""
+    interaction = await fake.dispatch_interaction("quiz", user=user)
+    return await until(lambda: fake.originals.get(interaction["token"]))
+
+
+def reveal_id(message: JSON) -> str:
+    return next(b["custom_id"] for b in buttons(message) if b["label"] == "Reveal")
+
+
+def answer_id(message: JSON, letter: str) -> str:
+    return next(b["custom_id"] for b in buttons(message) if b["label"] == letter)
+
+
+def callbacks(fake: FakeDiscord, interaction: JSON) -> list[JSON]:
+    return [c.json for c in fake.calls_to("POST", rf"^/interactions/{interaction['id']}/")]
+
+
+async def whisper(fake: FakeDiscord, interaction: JSON) -> str:
+    """The ephemeral answer to a click."""
+    [callback] = await until(lambda: callbacks(fake, interaction))
+    assert callback["type"] == 4 and callback["data"]["flags"] == EPHEMERAL
+    return callback["data"]["content"]
+
+
+def thread_of(fake: FakeDiscord, message: JSON) -> list[JSON]:
+    """The messages of the thread started on `message`."""
+    return [
+        m
+        for t in fake.threads
+        if t.starter is not None and t.starter["id"] == message["id"]
+        for m in fake.channel_messages(t.channel["id"])
+    ]
+
+
+def quiz_id(message: JSON) -> str:
+    return buttons(message)[0]["custom_id"].split(":")[1]
+
+
+async def test_quiz_in_a_guild_is_posted_with_a_button_per_option_and_reveal(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    async with quiz_serving(fake, quizzes):
+        sent = time.monotonic()
+        interaction = await fake.dispatch_interaction("quiz")
+        [callback] = await fake.wait_for_calls("POST", "/callback$", timeout=3)
+        posted = fake.originals[interaction["token"]]
+        quiz = copy.deepcopy(posted)
+        open_quiz = quizzes.get(quiz_id(quiz))
+
+    assert sorted(c["name"] for c in fake.commands[fake.guild_id]) == ["ask", "quiz"]
+    assert interaction["data"]["guild_id"] == fake.guild_id
+    assert callback.json["type"] == 4 and callback.at - sent < 3
+    assert not callback.json["data"].get("flags")  # everyone in the channel sees it
+    assert quiz["content"].startswith("**Quiz**\n\nWhich vitamin deficiency causes scurvy?")
+    assert "**B.** Vitamin C" in quiz["content"]
+    assert f"or when <@{fake.human['id']}> presses **Reveal**" in quiz["content"]
+    assert quiz["content"].endswith("No answers yet.")
+    assert [b["label"] for b in buttons(quiz)] == ["A", "B", "C", "D", "Reveal"]
+    assert all(f"huatuo-quiz:{quiz_id(quiz)}:" in b["custom_id"] for b in buttons(quiz))
+    assert open_quiz is not None and open_quiz.message == quiz["id"]
+    assert open_quiz.starter == fake.human["id"]
+    # Stopping the bot reveals the open quiz.
+    assert posted["content"].startswith("**Quiz** (closed)") and buttons(posted) == []
+    stopping = thread_of(fake, posted)[0]["content"]
+    assert stopping.startswith("The bot is restarting, so here is the answer now.")
+
+
+async def test_answers_count_once_per_learner_and_the_reveal_shows_tally_and_explanation(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    bob, carol, dave = (fake.make_user(name) for name in ("bob", "carol", "dave"))
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        said = []
+        for user, letter in ((bob, "A"), (carol, "B"), (bob, "B"), (dave, "C")):
+            click = await fake.click_button(quiz, answer_id(quiz, letter), user)
+            said.append(await whisper(fake, click))
+        await until(lambda: quiz["content"].endswith("3 answers so far."))
+        reveal = await fake.click_button(quiz, reveal_id(quiz))
+        thread = await until(lambda: len(thread_of(fake, quiz)) == 3 and thread_of(fake, quiz))
+
+    assert said == [
+        texts.confirmation(ITEM, "A", changed=False),
+        texts.confirmation(ITEM, "B", changed=False),
+        texts.confirmation(ITEM, "B", changed=True),
+        texts.confirmation(ITEM, "C", changed=False),
+    ]
+    assert said[2] == (
+        "Your answer changed to **B**: Vitamin C. You can change it until the answer is revealed."
+    )
+    # The click on Reveal is answered by closing the quiz message itself.
+    [closing] = callbacks(fake, reveal)
+    assert closing["type"] == 7 and closing["data"]["components"] == []
+    assert buttons(quiz) == []
+    assert quiz["content"].startswith("**Quiz** (closed)")
+    assert "**B.** Vitamin C ✅" in quiz["content"]
+    assert "Revealed: the correct answer is B. 3 answers so far." in quiz["content"]
+    [started] = fake.threads
+    assert started.starter is quiz
+    assert started.channel["name"] == "Quiz: Which vitamin deficiency causes scurvy?"
+    result, explanation, thinking = thread
+    assert result["content"] == (
+        "**The correct answer is B: Vitamin C**\n\n**Answers**\nA: 0\nB: 2 ✅\nC: 1\nD: 0\n"
+        "2 of 3 learners chose the correct answer.\n\n_Question from a test bank._"
+    )
+    assert explanation["content"] == (
+        f"**The model's answer** (it chose B: correct):\n\n{FINAL}\n\n{DISCLAIMER}"
+    )
+    assert explanation["message_reference"]["message_id"] == result["id"]
+    assert thinking["content"] == f"**Thinking**\n\n{THINKING}"
+
+
+async def test_only_the_starter_reveals_and_a_second_reveal_does_nothing(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    bob = fake.make_user("bob")
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        refused = await whisper(fake, await fake.click_button(quiz, reveal_id(quiz), bob))
+        assert buttons(quiz) and not fake.threads
+        # A double click: both clicks leave before the first one closes the quiz.
+        first, second = await asyncio.gather(
+            fake.click_button(quiz, reveal_id(quiz)), fake.click_button(quiz, reveal_id(quiz))
+        )
+        await until(lambda: len(thread_of(fake, quiz)) == 3)
+        await until(lambda: callbacks(fake, second))
+        await asyncio.sleep(0.3)  # room for anything a second reveal might wrongly post
+
+    assert refused == (
+        f"Sorry, only the person who started this quiz (<@{fake.human['id']}>) can reveal the "
+        "answer. It will be revealed automatically in 1 minute."
+    )
+    assert [c["type"] for c in callbacks(fake, first)] == [7]
+    assert callbacks(fake, second) == [{"type": 6}]  # acknowledged, and nothing changes
+    assert len(fake.threads) == 1 and len(thread_of(fake, quiz)) == 3
+    assert len(quizzes.engine.requests) == 1  # one explanation
+
+
+async def test_the_timer_reveals_the_quiz(fake: FakeDiscord, engine: ScriptedEngine) -> None:
+    quizzes = quizzes_of(engine, seconds=0.5)
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        await whisper(fake, await fake.click_button(quiz, answer_id(quiz, "B")))
+        thread = await until(lambda: len(thread_of(fake, quiz)) == 3 and thread_of(fake, quiz))
+
+    assert quiz["content"].startswith("**Quiz** (closed)") and buttons(quiz) == []
+    # No click to answer: closed through the channel, as the interaction's token may be expired.
+    edits = fake.calls_to("PATCH", rf"^/channels/{fake.channel_id}/messages/{quiz['id']}$")
+    assert edits[-1].json["components"] == []
+    assert thread[0]["content"].startswith("Time is up. **The correct answer is B: Vitamin C**")
+    assert "1 of 1 learner chose the correct answer." in thread[0]["content"]
+    assert len(quizzes) == 0
+
+
+async def test_an_explanation_not_ready_at_the_reveal_follows_when_it_is(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    engine.script_for = lambda prompt: explain_b(prompt, stall_at=3)
+    quizzes = quizzes_of(engine, seconds=60, explain_wait=0.1)
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        await fake.click_button(quiz, reveal_id(quiz))
+        result, note = await until(
+            lambda: len(thread_of(fake, quiz)) == 2 and thread_of(fake, quiz)
+        )
+        assert note["content"] == texts.EXPLANATION_PENDING
+        engine.release.set()
+        await until(lambda: len(thread_of(fake, quiz)) == 3)
+
+    assert result["content"].startswith("**The correct answer is B")
+    assert note["content"].startswith("**The model's answer** (it chose B: correct)")
+    assert thread_of(fake, quiz)[2]["content"].startswith("**Thinking**")
+
+
+async def test_replies_to_an_open_quiz_are_not_answered_before_the_reveal(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        asked = await fake.dispatch_message(
+            "What is the answer?", mentions_bot=True, message_reference=quiz["id"]
+        )
+        await fake.dispatch_message("I think it is C", message_reference=quiz["id"])
+        [told] = await until(
+            lambda: [
+                m
+                for m in fake.channel_messages(fake.channel_id)
+                if (m.get("message_reference") or {}).get("message_id") == asked["id"]
+            ]
+        )
+        await asyncio.sleep(0.3)  # room for a wrong answer to the other reply
+        assert len(fake.channel_messages(fake.channel_id)) == 4  # quiz, two replies, the notice
+
+    assert told["content"] == texts.WAIT_FOR_REVEAL
+    assert len(quizzes.engine.requests) == 1  # the quiz's explanation only
+
+
+async def test_a_case_too_long_for_one_message_goes_above_the_buttons(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    case = " ".join(
+        f"Finding {i}: the patient reports fatigue and bleeding gums." for i in range(32)
+    )
+    long_item = QuizItem("long-1", case, ITEM.options, "B")
+    quizzes = quizzes_of(engine, long_item, seconds=60)
+    async with quiz_serving(fake, quizzes):
+        interaction = await fake.dispatch_interaction("quiz")
+        quiz = await until(
+            lambda: [m for m in fake.channel_messages(fake.channel_id) if buttons(m)]
+        )
+        await fake.click_button(quiz[0], reveal_id(quiz[0]))
+        await until(lambda: len(thread_of(fake, quiz[0])) == 3)
+
+    first, with_buttons = fake.channel_messages(fake.channel_id)
+    assert first is fake.originals[interaction["token"]]
+    assert len(texts.question_text(long_item, "Quiz", 60, "<@1>")) > 2000
+    assert first["content"] == f"**Quiz**\n\n{case}" and buttons(first) == []
+    assert len(with_buttons["content"]) <= 2000
+    assert with_buttons["content"].startswith(f"**Quiz** (closed)\n\n{discord_quiz.CASE_ABOVE}")
+    assert "**B.** Vitamin C ✅" in with_buttons["content"]
+
+
+async def test_the_case_of_the_day_lands_in_the_configured_channel_once_a_day(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    quizzes = quizzes_of(engine, seconds=60, admins={"discord": {fake.human["id"]}})
+    now = datetime(2025, 3, 27, 12, 0, tzinfo=UTC)
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        now += timedelta(seconds=seconds)
+        if now > datetime(2025, 3, 29, 12, 0, tzinfo=UTC):
+            raise asyncio.CancelledError
+        await asyncio.sleep(0)
+
+    async with quiz_serving(fake, quizzes) as adapter:
+        schedule = parse_schedule(f"discord:{fake.channel_id} 08:00 Europe/London")
+        scheduler = CaseOfTheDay(
+            schedule, {"discord": adapter.post_quiz}, clock=lambda: now, sleep=sleep
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await scheduler.run()
+        posted = copy.deepcopy(fake.channel_messages(fake.channel_id))
+        # An admin may reveal a case of the day nobody started.
+        await fake.click_button(posted[0], reveal_id(posted[0]))
+        await until(lambda: len(thread_of(fake, posted[0])) == 3)
+        assert len(quizzes) == 1
+
+    assert len(posted) == 2
+    for case in posted:
+        assert case["content"].startswith("**Case of the day**")
+        assert "presses **Reveal**" not in case["content"]  # nobody started it
+        assert "webhook_id" not in case  # an ordinary message, not an interaction's
+        assert [b["label"] for b in buttons(case)] == ["A", "B", "C", "D", "Reveal"]
+
+
+async def test_a_case_of_the_day_without_admins_has_no_reveal_button(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    quizzes = quizzes_of(engine, seconds=60)
+    async with quiz_serving(fake, quizzes) as adapter:
+        await adapter.post_quiz(fake.channel_id)
+        with pytest.raises(discord.NotFound):
+            await adapter.post_quiz("1234")
+        [case] = copy.deepcopy(fake.channel_messages(fake.channel_id))
+        assert len(quizzes) == 1  # the one that could not be posted was forgotten
+
+    assert [b["label"] for b in buttons(case)] == ["A", "B", "C", "D"]
