@@ -74,10 +74,12 @@ def quick_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @asynccontextmanager
-async def quiz_serving(fake: FakeDiscord, quizzes: Quizzes) -> AsyncIterator[DiscordAdapter]:
-    """The adapter with quizzes, its commands synced to the fake's guild. On exit, as when the bot
-    stops, open quizzes are revealed before the adapter stops."""
-    guild = int(fake.guild_id)
+async def quiz_serving(
+    fake: FakeDiscord, quizzes: Quizzes, *, sync_guild: bool = True
+) -> AsyncIterator[DiscordAdapter]:
+    """The adapter with quizzes, its commands synced to the fake's guild (or globally). On exit,
+    as when the bot stops, open quizzes are revealed before the adapter stops."""
+    guild = int(fake.guild_id) if sync_guild else None
     async with serving(fake, quizzes.engine, sync_guild=guild, quizzes=quizzes) as adapter:
         try:
             yield adapter
@@ -354,3 +356,28 @@ async def test_a_case_of_the_day_without_admins_has_no_reveal_button(
         assert len(quizzes) == 1  # the one that could not be posted was forgotten
 
     assert [b["label"] for b in buttons(case)] == ["A", "B", "C", "D"]
+
+
+async def test_a_quiz_in_a_direct_message_is_revealed_in_the_conversation(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    async with quiz_serving(fake, quizzes, sync_guild=False):
+        interaction = await fake.dispatch_interaction("quiz", guild=False)
+        quiz = await until(lambda: fake.originals.get(interaction["token"]))
+        await whisper(fake, await fake.click_button(quiz, answer_id(quiz, "D")))
+        await fake.click_button(quiz, reveal_id(quiz))
+        dm = await until(lambda: len(dm_of(fake)) == 4 and dm_of(fake))
+
+    assert [c["name"] for c in fake.commands["global"]] == ["ask", "quiz"]
+    assert not fake.threads
+    assert dm[0] is quiz and quiz["content"].startswith("**Quiz** (closed)")
+    assert dm[1]["content"].startswith("**The correct answer is B: Vitamin C**")
+    assert "0 of 1 learner chose the correct answer." in dm[1]["content"]
+    assert dm[2]["content"].startswith("**The model's answer**")
+    assert dm[3]["content"].startswith("**Thinking**")
+
+
+def dm_of(fake: FakeDiscord) -> list[JSON]:
+    """The bot's visible messages in alice's DM (not the ephemeral confirmations)."""
+    messages = fake.channel_messages(fake.dm_channel_id(fake.human))
+    return [m for m in messages if not m["flags"] & EPHEMERAL]
