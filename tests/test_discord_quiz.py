@@ -262,6 +262,24 @@ async def test_an_explanation_not_ready_at_the_reveal_follows_when_it_is(
     assert thread_of(fake, quiz)[2]["content"].startswith("**Thinking**")
 
 
+async def test_a_failed_explanation_is_said_in_the_thread(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    engine.script_for = lambda prompt: Script(("## Thinking\n\n", "Scurvy"), fail_at=1)
+    quizzes = quizzes_of(engine, seconds=60)
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        await fake.click_button(quiz, reveal_id(quiz))
+        result, failed = await until(
+            lambda: len(thread_of(fake, quiz)) == 2 and thread_of(fake, quiz)
+        )
+
+    assert result["content"].startswith("**The correct answer is B: Vitamin C**")
+    assert failed["content"] == (
+        "Sorry, the model could not explain this question: The scripted engine failed on purpose."
+    )
+
+
 async def test_replies_to_an_open_quiz_are_not_answered_before_the_reveal(
     fake: FakeDiscord, quizzes: Quizzes
 ) -> None:

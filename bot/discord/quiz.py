@@ -268,8 +268,12 @@ class DiscordQuiz:
         except discord.HTTPException as exc:  # e.g. deleted: the answer is still posted
             log.warning("discord: quiz %s message not closed (HTTP %s)", quiz.id, exc.status)
         name = thread_name(f"{quiz.title}: {quiz.item.question}")
-        where = await open_thread(posted.message, name) or posted.message.channel
-        shown = await where.send(texts.reveal_text(reveal), allowed_mentions=NO_PINGS)
+        try:
+            where = await open_thread(posted.message, name) or posted.message.channel
+            shown = await where.send(texts.reveal_text(reveal), allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.error("discord: quiz %s answer not posted (HTTP %s)", quiz.id, exc.status)
+            return
         if quiz.explanation is not None:
             self._spawn(self._explain(quiz, quiz.explanation, shown, name))
 
@@ -289,9 +293,10 @@ class DiscordQuiz:
             await reply.deliver(_labelled(explanation, answer, quiz.item.answer))
         except ExplanationFailed as exc:
             await reply.fail(str(exc))
-        except asyncio.CancelledError:
-            with_timeout = asyncio.wait_for(reply.fail(texts.EXPLANATION_STOPPED), 5.0)
-            await asyncio.gather(asyncio.shield(with_timeout), return_exceptions=True)
+        except asyncio.CancelledError:  # the bot is stopping
+            if reply.delivered is None:
+                last_word = asyncio.wait_for(reply.fail(texts.EXPLANATION_STOPPED), 5.0)
+                await asyncio.gather(asyncio.shield(last_word), return_exceptions=True)
             raise
 
 
