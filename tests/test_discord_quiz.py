@@ -166,6 +166,7 @@ async def test_answers_count_once_per_learner_and_the_reveal_shows_tally_and_exp
             click = await fake.click_button(quiz, answer_id(quiz, letter), user)
             said.append(await whisper(fake, click))
         await until(lambda: quiz["content"].endswith("3 answers so far."))
+        clicked = time.monotonic()
         reveal = await fake.click_button(quiz, reveal_id(quiz))
         thread = await until(lambda: len(thread_of(fake, quiz)) == 3 and thread_of(fake, quiz))
 
@@ -181,6 +182,8 @@ async def test_answers_count_once_per_learner_and_the_reveal_shows_tally_and_exp
     # The click on Reveal is answered by closing the quiz message itself.
     [closing] = callbacks(fake, reveal)
     assert closing["type"] == 7 and closing["data"]["components"] == []
+    [answered] = fake.calls_to("POST", rf"^/interactions/{reveal['id']}/")
+    assert answered.at - clicked < 3  # Discord fails a click not answered within 3 s
     assert buttons(quiz) == []
     assert quiz["content"].startswith("**Quiz** (closed)")
     assert "**B.** Vitamin C ✅" in quiz["content"]
