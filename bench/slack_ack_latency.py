@@ -92,9 +92,9 @@ async def run(new_tokens: int) -> dict[str, Any]:
         try:
             await post(http, url, event_callback(message_event("warm-up chatter")))
             mentions = []
-            for question in QUESTIONS:
+            for n, question in enumerate(QUESTIONS):  # one asker each: one in flight per person
                 ts = slack.add_message("C1", f"<@{BOT_USER_ID}> {question}")
-                mentions.append(event_callback(app_mention_event(question, ts=ts)))
+                mentions.append(event_callback(app_mention_event(question, ts=ts, user=f"U{n}")))
             started = time.perf_counter()
             first = await asyncio.gather(*(post(http, url, m) for m in mentions))
             while engine.running < len(mentions):

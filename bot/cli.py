@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from bot import console
+from bot import console, logs
 from bot.config import ConfigError, Settings
 from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec, remote_engine
@@ -198,13 +197,18 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
     return summary.command(Path(path), args.since, args.json)
 
 
+def _log_style() -> Literal["text", "json"]:
+    """HUATUO_LOG_FORMAT, from the environment or .env (text while the settings are broken)."""
+    try:
+        return Settings().log_format
+    except ValidationError:
+        return "text"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `huatuo-bot` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.verbose, _log_style())
     if args.command == "check":
         return check()
     try:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.core.admission import AccessPolicy, Admission
+from bot.quiz.schedule import DailyPost, parse_schedule
 from inference.engine import SamplingParams
+
+
+def _split_ids(value: object) -> object:
+    """ "C1, C2" or "C1 C2" in the environment → {"C1", "C2"} (blank: nobody listed)."""
+    if isinstance(value, str):
+        return frozenset(value.replace(",", " ").split())
+    return value
+
+
+# A list of ids from the environment: comma- or space-separated; empty allows everyone.
+Ids = Annotated[frozenset[str], NoDecode, BeforeValidator(_split_ids)]
 
 
 class Settings(BaseSettings):
@@ -27,12 +40,19 @@ class Settings(BaseSettings):
     top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")
     system_prompt: str | None = Field(None, validation_alias="HUATUO_SYSTEM_PROMPT")
     http_port: int = Field(8080, ge=0, le=65535, validation_alias="HUATUO_HTTP_PORT")
+    feedback_db: str = Field("huatuo-feedback.sqlite3", validation_alias="HUATUO_FEEDBACK_DB")
+    store_text: bool = Field(False, validation_alias="HUATUO_STORE_TEXT")
     max_batch: int = Field(16, ge=1, le=256, validation_alias="HUATUO_MAX_BATCH")
     max_queue: int = Field(64, ge=0, validation_alias="HUATUO_MAX_QUEUE")
     cpu_threads: int = Field(0, ge=0, le=1024, validation_alias="HUATUO_CPU_THREADS")
     max_question_chars: int = Field(8000, ge=1, validation_alias="HUATUO_MAX_QUESTION_CHARS")
     answer_timeout: float = Field(600.0, gt=0, validation_alias="HUATUO_ANSWER_TIMEOUT")
     redact_phi: bool = Field(False, validation_alias="HUATUO_REDACT_PHI")
+    allow_direct_messages: bool = Field(True, validation_alias="HUATUO_ALLOW_DIRECT_MESSAGES")
+    rate_limit: int = Field(30, ge=0, validation_alias="HUATUO_RATE_LIMIT")
+    rate_window: float = Field(3600.0, gt=0, validation_alias="HUATUO_RATE_WINDOW")
+    shutdown_grace: float = Field(30.0, ge=0, validation_alias="HUATUO_SHUTDOWN_GRACE")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="HUATUO_LOG_FORMAT")
     disclaimer: str = Field(
         "_HuatuoGPT-o1 is an AI model: check its answers before acting on them; "
         "it is not a substitute for clinical judgement._",
@@ -43,6 +63,10 @@ class Settings(BaseSettings):
     slack_app_token: str | None = Field(None, validation_alias="SLACK_APP_TOKEN")
     slack_signing_secret: str | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_api_url: str | None = Field(None, validation_alias="SLACK_API_URL")
+    slack_allowed_channels: Ids = Field(frozenset(), validation_alias="SLACK_ALLOWED_CHANNELS")
+    slack_allowed_users: Ids = Field(frozenset(), validation_alias="SLACK_ALLOWED_USERS")
+    slack_allowed_usergroups: Ids = Field(frozenset(), validation_alias="SLACK_ALLOWED_USERGROUPS")
+    slack_admins: Ids = Field(frozenset(), validation_alias="SLACK_ADMINS")
     slack_command: str = Field(
         "/huatuo", pattern=r"^/[a-z0-9_-]{1,31}$", validation_alias="SLACK_COMMAND"
     )
@@ -50,6 +74,18 @@ class Settings(BaseSettings):
     discord_api_base: str | None = Field(None, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(None, validation_alias="DISCORD_GATEWAY_URL")
     discord_sync_guild: int | None = Field(None, validation_alias="DISCORD_SYNC_GUILD")
+    discord_allowed_guilds: Ids = Field(frozenset(), validation_alias="DISCORD_ALLOWED_GUILDS")
+    discord_allowed_channels: Ids = Field(frozenset(), validation_alias="DISCORD_ALLOWED_CHANNELS")
+    discord_allowed_roles: Ids = Field(frozenset(), validation_alias="DISCORD_ALLOWED_ROLES")
+    discord_allowed_users: Ids = Field(frozenset(), validation_alias="DISCORD_ALLOWED_USERS")
+    discord_admins: Ids = Field(frozenset(), validation_alias="DISCORD_ADMINS")
+
+    quiz_bank: str = Field("", validation_alias="HUATUO_QUIZ_BANK")
+    quiz_seconds: float = Field(600.0, gt=0, validation_alias="HUATUO_QUIZ_SECONDS")
+    case_of_the_day: str = Field("", validation_alias="HUATUO_CASE_OF_THE_DAY")
+    case_of_the_day_seconds: float = Field(
+        21600.0, gt=0, validation_alias="HUATUO_CASE_OF_THE_DAY_SECONDS"
+    )
 
     @field_validator(
         "system_prompt", "openai_base_url", "openai_api_key", "discord_sync_guild", mode="before"
@@ -58,10 +94,40 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("case_of_the_day")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_schedule(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def case_of_the_day_entries(self) -> tuple[DailyPost, ...]:
+        """HUATUO_CASE_OF_THE_DAY as parsed entries (validated when the settings were read)."""
+        return parse_schedule(self.case_of_the_day)
+
     @property
     def redact_before_sending(self) -> bool:
         """Redact identifiers from what the engine gets: on, and the engine is a remote server."""
         return self.redact_phi and self.backend == "openai"
+
+    def admission(self) -> Admission:
+        """The allow-lists of both platforms and the per-person rate limit."""
+        slack = AccessPolicy(
+            channels=self.slack_allowed_channels,
+            users=self.slack_allowed_users,
+            groups=self.slack_allowed_usergroups,
+            admins=self.slack_admins,
+            allow_dms=self.allow_direct_messages,
+        )
+        discord = AccessPolicy(
+            channels=self.discord_allowed_channels,
+            users=self.discord_allowed_users,
+            groups=self.discord_allowed_roles,
+            guilds=self.discord_allowed_guilds,
+            admins=self.discord_admins,
+            allow_dms=self.allow_direct_messages,
+        )
+        return Admission({"slack": slack, "discord": discord}, self.rate_limit, self.rate_window)
 
     @property
     def sampling(self) -> SamplingParams:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,10 @@ from bot.config import ConfigError, Settings
 from bot.core.adapter import Adapter
 from bot.core.service import AnswerService
 from bot.engines import make_engine
+from bot.feedback.store import FeedbackStore, open_store
 from bot.metrics import Metrics
+from bot.quiz.registry import Quizzes, load_bank
+from bot.quiz.schedule import CaseOfTheDay, Poster
 from bot.web import WebServer, create_web_app
 from inference.engine import BatchEngine
 from inference.remote import RemoteEngine
@@ -43,23 +47,53 @@ def make_service(
         answer_timeout=settings.answer_timeout,
         redact_phi=settings.redact_before_sending,
         metrics=metrics,
+        admission=settings.admission(),
     )
 
 
 def make_adapters(
-    settings: Settings, service: AnswerService, platforms: Sequence[str], web_app
+    settings: Settings,
+    service: AnswerService,
+    platforms: Sequence[str],
+    web_app,
+    feedback: FeedbackStore | None = None,
+    quizzes: Quizzes | None = None,
 ) -> list[Adapter]:
-    """The adapters for `platforms`, all sharing one service (and so one engine)."""
+    """The adapters for `platforms`, all sharing one service (and so one engine) and `feedback`."""
     adapters: list[Adapter] = []
     if "slack" in platforms:
         from bot.slack.adapter import SlackAdapter
 
-        adapters.append(SlackAdapter(settings, service, web_app, command=settings.slack_command))
+        adapters.append(
+            SlackAdapter(
+                settings,
+                service,
+                web_app,
+                command=settings.slack_command,
+                stop_grace=settings.shutdown_grace,
+                feedback=feedback,
+                quizzes=quizzes,
+            )
+        )
     if "discord" in platforms:
         from bot.discord.adapter import DiscordAdapter
 
-        adapters.append(DiscordAdapter(settings, service, sync_guild=settings.discord_sync_guild))
+        adapters.append(
+            DiscordAdapter(
+                settings,
+                service,
+                sync_guild=settings.discord_sync_guild,
+                stop_grace=settings.shutdown_grace,
+                feedback=feedback,
+                quizzes=quizzes,
+            )
+        )
     return adapters
+
+
+def quiz_posters(adapters: Sequence[Adapter]) -> dict[str, Poster]:
+    """The case-of-the-day poster (`post_quiz`) of each adapter that has one, by platform."""
+    return {a.name: a.post_quiz for a in adapters if hasattr(a, "post_quiz")}  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -98,6 +132,8 @@ async def serve(
         )
     if not platforms:
         raise ConfigError("No chat platform configured; `huatuo-bot check` says what to set.")
+    feedback = open_store(settings)  # before the engine loads: a bad path fails fast
+    bank = load_bank(settings)  # likewise a bad question bank
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,23 +145,38 @@ async def serve(
     readiness = Readiness(engine)
     web_app = create_web_app(readiness, metrics.registry)
     service = make_service(settings, engine, metrics)
-    adapters = make_adapters(settings, service, platforms, web_app)
+    quizzes = Quizzes.from_settings(settings, engine, settings.sampling, bank)
+    adapters = make_adapters(settings, service, platforms, web_app, feedback, quizzes)
     readiness.adapters = adapters
     web = WebServer(web_app, settings.http_port)
     started: list[Adapter] = []
+    schedule: asyncio.Task[None] | None = None
     try:
         await web.start()
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
+        cases = CaseOfTheDay(settings.case_of_the_day_entries, quiz_posters(started))
+        schedule = asyncio.create_task(cases.run(), name="case-of-the-day")
         log.info("serving %s with model %s", ", ".join(platforms), engine.model_name)
         await stop.wait()
-        log.info("stopping: finishing answers in flight")
+        log.info("stopping: finishing %d answer(s) in flight", service.admission.in_flight)
     finally:
         readiness.stopping = True
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        for adapter in reversed(started):
-            await adapter.stop()
+        # New askers on every platform are told to come back while answers in flight finish;
+        # then the platforms disconnect, cancelling (and explaining) what is left.
+        began = time.monotonic()
+        if not await service.drain(settings.shutdown_grace):
+            log.warning("stopping: grace period over, cutting short the answers left")
+        if schedule is not None:
+            schedule.cancel()
+            await asyncio.gather(schedule, return_exceptions=True)
+        await quizzes.close(max(settings.shutdown_grace - (time.monotonic() - began), 0.0))
+        grace = max(settings.shutdown_grace - (time.monotonic() - began), 0.0)
+        await asyncio.gather(*(adapter.stop(grace) for adapter in started))
         await engine.close(grace=0)
+        if feedback is not None:
+            await feedback.close()
         await web.stop()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.config import ConfigError, Settings
+from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.discord import DiscordAdapter
 from bot.discord.adapter import STOPPED
@@ -40,7 +41,9 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await server.stop()
 
 
-def _adapter(fake: FakeDiscord, engine: Any, **kwargs: Any) -> DiscordAdapter:
+def _adapter(
+    fake: FakeDiscord, engine: Any, admission: Admission | None = None, **kwargs: Any
+) -> DiscordAdapter:
     settings = Settings(
         _env_file=None,
         discord_bot_token=fake.token,
@@ -48,7 +51,7 @@ def _adapter(fake: FakeDiscord, engine: Any, **kwargs: Any) -> DiscordAdapter:
         discord_gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
     )
     sampling = SamplingParams(max_new_tokens=48, temperature=0.0)
-    service = AnswerService(engine, sampling, progress_interval=0.05)
+    service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
     client_kwargs = {"guild_ready_timeout": 0.05}
     return DiscordAdapter(settings, service, client_kwargs=client_kwargs, **kwargs)
 
@@ -390,7 +393,10 @@ async def test_builtin_model_answers_while_heartbeats_keep_time(
     async with serving(fake, engine):
         await until(lambda: fake.heartbeats)
         start = time.monotonic()
-        asked = [await fake.dispatch_message(q, mentions_bot=True) for q in questions]
+        asked = [  # four people: each person has one question in flight at a time
+            await fake.dispatch_message(q, mentions_bot=True, author=fake.make_user(f"learner{i}"))
+            for i, q in enumerate(questions)
+        ]
         await until(
             lambda: all(
                 (parts := replies(fake, a)) and parts[-1]["content"].endswith(DISCLAIMER)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bot.config import Settings
+from bot.core.admission import Admission
 from bot.core.events import Progress
 from bot.core.service import AnswerService
 from bot.core.splitting import utf8_size
@@ -136,12 +137,13 @@ def settings(slack: FakeSlack, mode: Mode) -> Settings:
 
 
 @asynccontextmanager
-async def running(engine: Any, mode: Mode = "http", **options: Any) -> AsyncIterator[Bot]:
+async def running(
+    engine: Any, mode: Mode = "http", admission: Admission | None = None, **options: Any
+) -> AsyncIterator[Bot]:
     """The adapter on a fresh fake Slack, served by bot/web.py's server; stopped cleanly."""
     async with FakeSlack() as slack, aiohttp.ClientSession() as http:
-        service = AnswerService(
-            engine, SamplingParams(max_new_tokens=24, temperature=0.0), progress_interval=0.05
-        )
+        sampling = SamplingParams(max_new_tokens=24, temperature=0.0)
+        service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
         web_app = create_web_app()
         adapter = SlackAdapter(settings(slack, mode), service, web_app, **options)
         server = WebServer(web_app, port=0, host="127.0.0.1")
@@ -558,6 +560,8 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
         "message.channels",
         "message.groups",
         "message.im",
+        "reaction_added",
+        "reaction_removed",
     }
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "app_mentions:read",
@@ -567,6 +571,7 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
         "chat:write",
         "files:write",
         "commands",
+        "reactions:read",
     }
 
 

@@ -35,5 +35,6 @@ class Adapter(Protocol):
     async def start(self) -> None:
         """Connect and begin serving; returns once connected."""
 
-    async def stop(self) -> None:
-        """Stop taking new questions and disconnect."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking new questions, give answers in flight `grace` s, tell the askers of those
+        that could not finish, and disconnect."""

@@ -17,8 +17,10 @@ class ConversationRef:
     """Where a question was asked: the thread to answer in (None: a new one under the question)."""
 
     platform: Platform
-    channel: str
+    channel: str  # for a thread: its parent channel
     thread: str | None = None
+    direct: bool = False  # a one-to-one conversation with the bot (a DM)
+    guild: str | None = None  # the Discord server, if any
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Question:
     conversation: ConversationRef
     origin: Origin
     history: tuple[Message, ...] = ()
+    groups: frozenset[str] = frozenset()  # the author's Slack user groups or Discord roles
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
@@ -54,4 +57,7 @@ class Answer:
     model: str
     request_id: str
     tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # from submission to the whole answer, waiting in line included
+    prompt_tokens: int = 0
+    queued_seconds: float | None = None  # waiting in line, before generation started
+    first_token_seconds: float | None = None  # from submission to the first token

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Literal, Protocol
 
+from bot import logs
 from bot.core import texts
 from bot.core.adapter import Reply
+from bot.core.admission import Admission
 from bot.core.events import Answer, Progress, Question
 from bot.core.redaction import redact
 from bot.core.safety import emergency_notice
@@ -57,6 +60,7 @@ class AnswerService:
         progress_interval: float = 1.0,
         redact_phi: bool = False,
         metrics: Metrics | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.engine = engine
         self.sampling = sampling
@@ -66,6 +70,8 @@ class AnswerService:
         self.progress_interval = progress_interval
         self.redact_phi = redact_phi  # identifiers out of the text sent to the engine
         self.metrics = metrics
+        self.admission = admission or Admission()  # by default: anyone, one question at a time
+        self.admitting = True  # False once shutdown begins: new askers are told to come back
 
     def refusal(self, question: Question) -> str | None:
         """Why this question cannot be taken, or None."""
@@ -77,12 +83,43 @@ class AnswerService:
         return None
 
     async def answer(self, question: Question, reply: Reply) -> Outcome:
-        """Answer, refuse or fail the question through `reply`; returns (and counts) the outcome."""
-        if (reason := self.refusal(question)) is not None:
-            await reply.fail(reason)
-            return self._observed(question, "refused", None)
+        """Answer, refuse or fail the question through `reply`; returns (and counts) the outcome.
+
+        An emergency notice comes first, even when the question is then refused.
+        """
+        token = logs.request_id.set(question.request_id)  # on every log record meanwhile
+        try:
+            return await self._answer(question, reply)
+        finally:
+            logs.request_id.reset(token)
+
+    async def _answer(self, question: Question, reply: Reply) -> Outcome:
         if (notice := emergency_notice(question.text)) is not None:
             await self._safe_notice(reply, notice, question.request_id)
+        if not self.admitting:
+            log.info("request %s refused: shutting down", question.request_id)
+            await reply.fail(texts.RESTARTING)
+            return self._observed(question, "refused", None)
+        if (reason := self.refusal(question)) is not None:
+            log.info("request %s refused: input", question.request_id)
+            await reply.fail(reason)
+            return self._observed(question, "refused", None)
+        with self.admission.admit(question) as refusal:
+            if refusal is not None:
+                log.info("request %s refused: %s", question.request_id, refusal.kind)
+                await reply.fail(refusal.message)
+                return self._observed(question, "refused", None)
+            return await self._generate(question, reply)
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop admitting; wait up to `timeout` s for answers in flight. True once none are left."""
+        self.admitting = False
+        deadline = time.monotonic() + timeout
+        while self.admission.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.admission.in_flight
+
+    async def _generate(self, question: Question, reply: Reply) -> Outcome:
         request = GenerationRequest(self._messages(question), self.sampling, question.request_id)
         try:
             generation = self.engine.submit(request)
@@ -147,6 +184,7 @@ class AnswerService:
         truncated = generation.finish_reason == "length"
         result = stream.result(truncated=truncated)
         stats = generation.stats
+        started_at = stats.started_at
         answer = Answer(
             answer=result.answer,
             thinking=result.thinking,
@@ -156,6 +194,9 @@ class AnswerService:
             request_id=question.request_id,
             tokens=stats.completion_tokens,
             seconds=time.monotonic() - started,
+            prompt_tokens=stats.prompt_tokens,
+            queued_seconds=None if started_at is None else started_at - stats.submitted_at,
+            first_token_seconds=stats.time_to_first_token,
         )
         log.info(
             "request %s answered: %d tokens in %.1f s, complete=%s",

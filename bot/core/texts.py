@@ -49,6 +49,49 @@ def too_long(length: int, limit: int) -> str:
     )
 
 
+RESTARTING = (
+    "The bot is restarting and can't take new questions right now. Please ask again in a minute."
+)
+
 TIMEOUT = (
     "Sorry, the answer took too long and was stopped. Please try again, or ask a narrower question."
 )
+
+
+NOT_IN_THIS_CHANNEL = (
+    "I'm not enabled in this channel. Please ask me in one of the channels set up for me, "
+    "or ask the people who run this bot to add this one."
+)
+NOT_IN_THIS_SERVER = (
+    "I'm not enabled on this server. Please ask the people who run this bot to add it."
+)
+NO_DIRECT_MESSAGES = (
+    "I don't answer direct messages here. Please ask me in a channel where I'm enabled."
+)
+NOT_ALLOWED = (
+    "Sorry, you're not on the list of people who can ask me questions. "
+    "Please ask the people who run this bot to add you."
+)
+ONE_AT_A_TIME = (
+    "I'm still answering your previous question. Please wait for that answer, then ask again."
+)
+
+
+def _duration(seconds: float) -> str:
+    """A friendly duration: "45 seconds", "2 minutes", "1 hour"."""
+    if seconds < 60:
+        n, unit = max(1, round(seconds)), "second"
+    elif seconds < 3600:
+        n, unit = round(seconds / 60), "minute"
+    else:
+        n, unit = round(seconds / 3600), "hour"
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def rate_limited(limit: int, window: float, wait: float) -> str:
+    questions = "question" if limit == 1 else "questions"
+    per = _duration(window).removeprefix("1 ")  # "per hour", "per 10 minutes"
+    return (
+        f"You've reached the limit of {limit} {questions} per {per}. "
+        f"Please try again in about {_duration(wait)}."
+    )

@@ -20,10 +20,12 @@ from bot.config import ConfigError, Settings
 from bot.core.events import Origin, Question
 from bot.core.service import AnswerService
 from bot.discord import events
+from bot.discord.feedback import DiscordFeedback
 from bot.discord.history import history
 from bot.discord.outbox import NO_PINGS, ChannelOutbox, InteractionOutbox, Outbox
 from bot.discord.quiz import DiscordQuiz
 from bot.discord.reply import DiscordReply
+from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ def gateway_intents() -> discord.Intents:
     intents.guild_messages = True  # messages in server channels and threads
     intents.dm_messages = True  # messages in DMs
     intents.message_content = True  # text of follow-ups that do not mention us; thread history
+    intents.guild_reactions = True  # 👍 / 👎 on answers in servers: feedback
+    intents.dm_reactions = True  # the same in DMs
     return intents
 
 
@@ -55,14 +59,19 @@ class DiscordAdapter:
         *,
         sync_guild: int | None = None,
         client_kwargs: dict[str, Any] | None = None,
+        stop_grace: float = 5.0,
+        feedback: FeedbackStore | None = None,
         quizzes: Quizzes | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
+        self.stop_grace = stop_grace
         self.sync_guild = discord.Object(sync_guild) if sync_guild is not None else None
         options = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
         self.client = discord.Client(**{**options, **(client_kwargs or {})})
         self.client.event(self.on_message)
+        self.feedback = DiscordFeedback(feedback, self.client)
+        self.feedback.listen()
         self.tree = app_commands.CommandTree(self.client)
         self.tree.add_command(self._ask_command(), guild=self.sync_guild)
         self.quiz: DiscordQuiz | None = None  # `/quiz` and the case of the day, with `quizzes`
@@ -74,6 +83,7 @@ class DiscordAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
+        self._stopping = False
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, timeout: float = 60.0) -> None:
@@ -118,13 +128,17 @@ class DiscordAdapter:
         """Taking questions: started, and the gateway connection ready and open."""
         return self._accepting and self.client.is_ready() and not self.client.is_closed()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Take no new questions; give answers in flight `grace` s, then cancel them and close.
+    async def stop(self, grace: float | None = None) -> None:
+        """Take no new questions; give answers in flight `grace` s (default `stop_grace`), then
+        cancel them and close.
 
-        A cancelled answer still tells its asker that the bot is restarting.
+        Askers who arrive meanwhile, and those whose answers are cancelled, are told the bot is
+        restarting.
         """
+        self._stopping = True
         self._accepting = False
         if self._tasks:
+            grace = self.stop_grace if grace is None else grace
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
@@ -168,19 +182,18 @@ class DiscordAdapter:
     async def on_message(self, message: discord.Message) -> None:
         """A mention, a DM or a follow-up becomes a question; everything else is ignored."""
         me = self.client.user
-        if not self._accepting or me is None:
-            return
-        if (origin := events.origin(message, me.id)) is None:
+        if me is None or (origin := events.origin(message, me.id)) is None:
             return
         if self.quiz is not None and self.quiz.intercepts(message, me.id):
             return
-        self._spawn(self._answer_message(message, origin, me.id))
+        if self._accepting:
+            self._spawn(self._answer_message(message, origin, me.id))
+        elif self._stopping:  # still connected while answers in flight finish
+            question = events.question(message, me.id, origin)
+            await _last_word(self._reply(ChannelOutbox(message), question), STOPPED)
 
     async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
-        text = events.strip_mention(message.content, bot_id)
-        question = Question(
-            text, str(message.author.id), events.conversation(message.channel), origin
-        )
+        question = events.question(message, bot_id, origin)
         reply = self._reply(ChannelOutbox(message), question)
         await reply.show_placeholder()
         if origin == "follow-up":
@@ -224,7 +237,13 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, text: str, private: bool
     ) -> None:
         channel = interaction.channel or discord.Object(interaction.channel_id or 0)
-        question = Question(text, str(interaction.user.id), events.conversation(channel), "slash")
+        question = Question(
+            text,
+            str(interaction.user.id),
+            events.conversation(channel),
+            "slash",
+            groups=events.role_ids(interaction.user),
+        )
         shown = None
         if not private and _can_post(interaction):
             # The interaction token expires after 15 minutes, so a public answer is an ordinary
@@ -271,6 +290,7 @@ class DiscordAdapter:
             log.exception("request %s: posting the answer failed", question.request_id)
             await _last_word(reply, POST_FAILED)
             return
+        await self.feedback.answered(question, reply)
         log.info(
             "request %s: %s after %.1f s (%d history turns)",
             question.request_id,

@@ -7,7 +7,7 @@ from typing import TypeGuard
 
 import discord
 
-from bot.core.events import ConversationRef, Origin
+from bot.core.events import ConversationRef, Origin, Question
 from bot.discord.outbox import MESSAGE_LIMIT
 
 CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)  # not joins, pins, ...
@@ -66,6 +66,25 @@ def unquote(text: str) -> str | None:
 
 def conversation(channel: discord.abc.Snowflake) -> ConversationRef:
     """Where a question was asked: a thread is named with its parent channel."""
+    guild = getattr(channel, "guild", None)
+    guild_id = str(guild.id) if guild is not None else None
     if isinstance(channel, discord.Thread):
-        return ConversationRef("discord", str(channel.parent_id), str(channel.id))
-    return ConversationRef("discord", str(channel.id))
+        return ConversationRef("discord", str(channel.parent_id), str(channel.id), guild=guild_id)
+    direct = isinstance(channel, discord.DMChannel)
+    return ConversationRef("discord", str(channel.id), direct=direct, guild=guild_id)
+
+
+def role_ids(user: discord.abc.User) -> frozenset[str]:
+    """A server member's role ids (none in DMs)."""
+    return frozenset(str(role.id) for role in getattr(user, "roles", ()))
+
+
+def question(message: discord.Message, bot_id: int, origin: Origin) -> Question:
+    """The question a message asks (history is added later, for follow-ups)."""
+    return Question(
+        strip_mention(message.content, bot_id),
+        str(message.author.id),
+        conversation(message.channel),
+        origin,
+        groups=role_ids(message.author),
+    )

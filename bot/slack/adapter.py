@@ -28,6 +28,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import ConfigError, Settings
 from bot.core.events import ConversationRef, Question
 from bot.core.service import AnswerService
+from bot.feedback.store import FeedbackStore
+from bot.quiz.registry import Quizzes
 from bot.slack.events import (
     Identity,
     RecentIds,
@@ -38,7 +40,10 @@ from bot.slack.events import (
     question_text,
     thread_history,
 )
+from bot.slack.feedback import SlackFeedback
+from bot.slack.quiz import SlackQuiz
 from bot.slack.reply import ReplyStyle, SlackReply, asked_text
+from bot.slack.usergroups import UserGroups
 from inference.engine import Message
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ def usage(command: str) -> str:
     return (
         "*Ask HuatuoGPT-o1 a medical question*\n"
         f"• `{command} <question>`: posts your question here and answers in its thread\n"
+        f"• `{command} quiz`: posts a multiple-choice question here; everyone answers with the "
+        "buttons, and the answer, the tally and my explanation follow at the reveal\n"
         "• Mention me in a channel, or send me a direct message\n"
         "• Reply in an answer's thread to follow up; no mention needed\n"
         "The answer comes first; the model's reasoning follows in the thread."
@@ -90,6 +97,8 @@ class SlackAdapter:
         *,
         command: str = "/huatuo",
         stop_grace: float = 5.0,
+        feedback: FeedbackStore | None = None,
+        quizzes: Quizzes | None = None,
     ) -> None:
         if not settings.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set (the xoxb- token of the Slack app).")
@@ -113,6 +122,13 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command(command)(self._on_command)
+        self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
+        if quizzes is None:
+            quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
+        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.style, self._spawn)
+        self.feedback = SlackFeedback(feedback, self._identity_if_new)
+        self.feedback.listen(self.app)
+        self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
         self.bot: Identity | None = None  # known once started
         self._accepting = False
         self._seen = RecentIds()
@@ -152,15 +168,19 @@ class SlackAdapter:
         """Answers being worked on (after their event was acknowledged)."""
         return len(self._tasks)
 
-    async def stop(self) -> None:
-        """Take no new events; give answers in flight `stop_grace` s, then stop and tell askers."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Take no new events; give answers in flight `grace` s (default `stop_grace`), then
+        stop them and tell their askers."""
         self._accepting = False
+        if self._owns_quizzes:  # open quizzes are revealed now rather than lost
+            await self.quiz.quizzes.close(self.stop_grace if grace is None else grace)
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_grace)
+        grace = self.stop_grace if grace is None else grace
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -170,7 +190,11 @@ class SlackAdapter:
     async def _http_events(self, request: web.Request) -> web.Response:
         if not self._accepting:  # not started, or stopping: Slack retries later
             return web.json_response({"error": "not ready"}, status=503)
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # a body that is not the JSON or form it says it is
+            return web.json_response({"error": "malformed body"}, status=400)
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     def _identity(self) -> Identity | None:
@@ -186,11 +210,15 @@ class SlackAdapter:
         return bot
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if (bot := self._identity_if_new(body)) and (trigger := mention_trigger(event, bot)):
+        bot = self._identity_if_new(body)
+        trigger = mention_trigger(event, bot) if bot else None
+        if bot and trigger and not self.quiz.intercepts(trigger):
             self._spawn(self._answer(trigger, bot), body.get("event_id"))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if (bot := self._identity_if_new(body)) and (trigger := message_trigger(event, bot)):
+        bot = self._identity_if_new(body)
+        trigger = message_trigger(event, bot) if bot else None
+        if bot and trigger and not self.quiz.intercepts(trigger):
             self._spawn(self._answer(trigger, bot), body.get("event_id"))
 
     async def _on_command(
@@ -202,7 +230,14 @@ class SlackAdapter:
             await ack(text=usage(self.command) if bot else RESTARTING, response_type="ephemeral")
             return
         await ack()
+        if text.lower() == "quiz":
+            self._spawn(self.quiz.start(command, respond), command.get("trigger_id"))
+            return
         self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
+
+    async def post_quiz(self, channel: str) -> None:
+        """Post a case-of-the-day quiz into `channel` (the scheduler calls this)."""
+        await self.quiz.post_case_of_the_day(channel)
 
     def _spawn(self, work: Coroutine[Any, Any, None], source: str | None) -> None:
         task = asyncio.create_task(work, name=f"slack-answer-{source}")
@@ -238,9 +273,12 @@ class SlackAdapter:
         question = Question(
             text=trigger.text,
             author=trigger.user,
-            conversation=ConversationRef("slack", trigger.channel, trigger.thread_ts),
+            conversation=ConversationRef(
+                "slack", trigger.channel, trigger.thread_ts, direct=trigger.channel.startswith("D")
+            ),
             origin=trigger.origin,
             history=history,
+            groups=await self.usergroups.of(trigger.user),
         )
         try:
             reply = await SlackReply.open(
@@ -269,6 +307,7 @@ class SlackAdapter:
             if not reply.finished:  # never overwrite an answer already shown
                 await _quietly(lambda: reply.fail(BROKEN))
             return
+        await self.feedback.answered(question, reply)
         log.info(
             "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
         )

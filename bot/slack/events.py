@@ -55,6 +55,18 @@ def question_text(text: str, bot_user_id: str) -> str:
     return unescape(re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", "", text)).strip()
 
 
+def _well_formed(event: Event) -> bool:
+    """The fields a question needs are there, with the right types (hostile input is ignored)."""
+    text = event.get("text")
+    ids = (event.get(key) for key in ("user", "channel", "ts"))
+    thread = event.get("thread_ts")
+    return (
+        all(isinstance(value, str) and value for value in ids)
+        and (text is None or isinstance(text, str))
+        and (thread is None or isinstance(thread, str))
+    )
+
+
 def _from_person(event: Event, bot: Identity) -> bool:
     return (
         "user" in event
@@ -62,6 +74,11 @@ def _from_person(event: Event, bot: Identity) -> bool:
         and event.get("subtype") in USER_SUBTYPES
         and not bot.wrote(event)
     )
+
+
+def _asked(event: Event, bot: Identity) -> bool:
+    """A well-formed event from a person: something the bot may answer."""
+    return _well_formed(event) and _from_person(event, bot)
 
 
 def _trigger(event: Event, origin: Origin, bot: Identity) -> Trigger:
@@ -77,7 +94,7 @@ def _trigger(event: Event, origin: Origin, bot: Identity) -> Trigger:
 
 def mention_trigger(event: Event, bot: Identity) -> Trigger | None:
     """An app_mention from a person."""
-    return _trigger(event, "mention", bot) if _from_person(event, bot) else None
+    return _trigger(event, "mention", bot) if _asked(event, bot) else None
 
 
 def message_trigger(event: Event, bot: Identity) -> Trigger | None:
@@ -86,7 +103,7 @@ def message_trigger(event: Event, bot: Identity) -> Trigger | None:
     Channel messages that mention the bot are left to their app_mention twin; top-level channel
     messages without a mention are not for the bot.
     """
-    if not _from_person(event, bot):
+    if not _asked(event, bot):
         return None
     if event.get("channel_type") == "im":
         return _trigger(event, "dm", bot)

@@ -126,6 +126,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.files: dict[str, File] = {}
         self.acks: list[Params] = []
+        self.usergroups: dict[str, list[str]] = {}  # user group id -> member user ids
         self.responses: dict[str, list[Params]] = defaultdict(list)
         self.base_url = ""
         self._messages: dict[tuple[str, str], Message] = {}
@@ -443,6 +444,12 @@ class FakeSlack:
         message.reactions.append(name)
         return {}
 
+    def _api_usergroups_users_list(self, params: Params, token: str) -> Params:
+        group = _require(params, "usergroup", "no_such_subteam")
+        if group not in self.usergroups:
+            raise _ApiError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
     def _api_users_info(self, params: Params, token: str) -> Params:
         user = _require(params, "user", "user_not_found")
         name = BOT_NAME if user == BOT_USER_ID else f"user-{user.lower()}"
@@ -598,6 +605,28 @@ def message_changed_event(
     return event
 
 
+def reaction_event(
+    reaction: str,
+    item_ts: str,
+    *,
+    channel: str = "C1",
+    user: str = "U1",
+    item_user: str = BOT_USER_ID,
+    removed: bool = False,
+) -> Params:
+    """A reaction_added (or, `removed`, reaction_removed) event: `user` put `reaction` (an emoji
+    name such as "+1::skin-tone-2") on the message `item_ts` in `channel`."""
+    ts = f"{time.time():.6f}"
+    return {
+        "type": "reaction_removed" if removed else "reaction_added",
+        "user": user,
+        "reaction": reaction,
+        "item_user": item_user,
+        "item": {"type": "message", "channel": channel, "ts": item_ts},
+        "event_ts": ts,
+    }
+
+
 def bot_message_event(
     text: str,
     *,
@@ -648,3 +677,62 @@ def slash_command(
         "response_url": response_url,
         "trigger_id": trigger_id or f"trig.{time.monotonic_ns()}",
     }
+
+
+def block_actions(
+    action_id: str,
+    value: str,
+    *,
+    message: Message,
+    response_url: str,
+    user: str = "U1",
+    text: str = "",
+) -> Params:
+    """A block_actions payload: `user` clicked the button `action_id` (with `value`) on the
+    stored `message`. Send it as an "interactive" socket envelope, or over HTTP as
+    signed_request(interactive_form(payload), secret, form=True)."""
+    now = f"{time.time():.6f}"
+    block_id = next(
+        (
+            block.get("block_id", "")
+            for block in message.blocks or []
+            for element in block.get("elements", [])
+            if element.get("action_id") == action_id
+        ),
+        "",
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": f"user-{user.lower()}", "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": "verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"trig.{time.monotonic_ns()}",
+        "team": {"id": TEAM_ID, "domain": "huatuo-test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": message.channel, "name": "general"},
+        "message": message.as_slack(),
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": text or value, "emoji": True},
+                "value": value,
+                "type": "button",
+                "action_ts": now,
+            }
+        ],
+    }
+
+
+def interactive_form(payload: Params) -> dict[str, str]:
+    """The form Slack POSTs for an interactive payload over HTTP: payload=<json>."""
+    return {"payload": json.dumps(payload)}

@@ -1,0 +1,150 @@
+"""Who may ask, where, and how often: allow-lists, admins, a per-user rate limit, one at a time.
+
+Every refusal is a short text that says why and what to do (bot/core/texts.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from bot.core import texts
+from bot.core.events import Question
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a question was not taken: a short kind for logs and metrics, and the asker's text."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """One platform's allow-lists; an empty list allows everyone (admins pass every list).
+
+    `groups` are Slack user groups or Discord roles; a person passes the people check when they
+    are in `users` or in one of `groups` (whichever are set).
+    """
+
+    channels: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    guilds: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()
+    allow_dms: bool = True
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.admins
+
+    @property
+    def checks_groups(self) -> bool:
+        """Whether a person's groups must be known to decide (so the adapter looks them up)."""
+        return bool(self.groups)
+
+    def refusal(self, question: Question) -> Refusal | None:
+        """Why this asker may not ask here, or None."""
+        if self.is_admin(question.author):
+            return None
+        where = question.conversation
+        if where.direct:
+            if not self.allow_dms:
+                return Refusal("direct message", texts.NO_DIRECT_MESSAGES)
+        else:
+            if self.guilds and where.guild not in self.guilds:
+                return Refusal("server", texts.NOT_IN_THIS_SERVER)
+            if self.channels and where.channel not in self.channels:
+                return Refusal("channel", texts.NOT_IN_THIS_CHANNEL)
+        if (self.users or self.groups) and not (
+            question.author in self.users or question.groups & self.groups
+        ):
+            return Refusal("person", texts.NOT_ALLOWED)
+        return None
+
+
+class RateLimiter:
+    """At most `limit` admissions per person in any `window` seconds (a sliding log)."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit  # 0: no limit
+        self.window = window
+        self.clock = clock
+        self._log: dict[str, deque[float]] = {}
+
+    def acquire(self, key: str) -> float | None:
+        """Count one admission for `key`; or, over the limit, the seconds until the next one."""
+        if self.limit <= 0:
+            return None
+        now = self.clock()
+        self._forget_before(now - self.window)
+        times = self._log.setdefault(key, deque())
+        if len(times) >= self.limit:
+            return times[0] + self.window - now
+        times.append(now)
+        return None
+
+    def _forget_before(self, cutoff: float) -> None:
+        """Drop expired times, and people with none left, so memory follows recent askers only."""
+        for key in list(self._log):
+            times = self._log[key]
+            while times and times[0] <= cutoff:
+                times.popleft()
+            if not times:
+                del self._log[key]
+
+    @property
+    def tracked(self) -> int:
+        """People with admissions inside the window (for tests and soak figures)."""
+        return len(self._log)
+
+
+class Admission:
+    """The service's gate: access by platform, one question in flight per person, the rate limit."""
+
+    def __init__(
+        self,
+        policies: Mapping[str, AccessPolicy] | None = None,
+        rate_limit: int = 0,
+        rate_window: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policies = dict(policies or {})
+        self.limiter = RateLimiter(rate_limit, rate_window, clock)
+        self._in_flight: set[str] = set()
+
+    def policy(self, platform: str) -> AccessPolicy:
+        return self.policies.get(platform, AccessPolicy())
+
+    @property
+    def in_flight(self) -> int:
+        """People with a question being answered now."""
+        return len(self._in_flight)
+
+    @contextmanager
+    def admit(self, question: Question) -> Iterator[Refusal | None]:
+        """Yield None and hold the asker's slot while answering; or yield why they cannot ask."""
+        policy = self.policy(question.conversation.platform)
+        key = f"{question.conversation.platform}:{question.author}"
+        if (reason := policy.refusal(question)) is not None:
+            yield reason
+            return
+        if key in self._in_flight:
+            yield Refusal("one at a time", texts.ONE_AT_A_TIME)
+            return
+        if not policy.is_admin(question.author):
+            wait = self.limiter.acquire(key)
+            if wait is not None:
+                limiter = self.limiter
+                yield Refusal("rate limit", texts.rate_limited(limiter.limit, limiter.window, wait))
+                return
+        self._in_flight.add(key)
+        try:
+            yield None
+        finally:
+            self._in_flight.discard(key)

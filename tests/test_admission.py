@@ -1,0 +1,250 @@
+"""Who may ask, where and how often: each refusal as the asker sees it on Slack and Discord."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import Settings
+from bot.core import texts
+from bot.core.admission import AccessPolicy, Admission, RateLimiter
+from bot.core.events import ConversationRef, Question
+from bot.slack.reply import FAIL_MARK, NOTICE_MARK
+from inference.scripted import Script, ScriptedEngine
+from tests import test_discord
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.slack import BOT_USER_ID, app_mention_event, message_event
+from tests.test_discord import replies, serving, until
+from tests.test_slack import Bot, eventually, running, scripted
+
+fake = test_discord.fake  # the fake Discord fixture
+
+
+def question(author: str = "U1", channel: str = "C1", **where: object) -> Question:
+    return Question("why?", author, ConversationRef("slack", channel, **where), "mention")
+
+
+# ---- the rules ------------------------------------------------------------------------------
+
+
+def test_empty_lists_allow_everyone_and_each_list_narrows() -> None:
+    assert AccessPolicy().refusal(question()) is None
+    in_c1 = AccessPolicy(channels=frozenset({"C1"}))
+    assert in_c1.refusal(question(channel="C1")) is None
+    assert in_c1.refusal(question(channel="C2")).message == texts.NOT_IN_THIS_CHANNEL
+    # a direct message is not "a channel": only HUATUO_ALLOW_DIRECT_MESSAGES governs it
+    assert in_c1.refusal(question(channel="D9", direct=True)) is None
+    no_dms = AccessPolicy(allow_dms=False)
+    assert no_dms.refusal(question(channel="D9", direct=True)).message == texts.NO_DIRECT_MESSAGES
+    in_guild = AccessPolicy(guilds=frozenset({"G1"}))
+    assert in_guild.refusal(question(guild="G1")) is None
+    assert in_guild.refusal(question(guild="G2")).message == texts.NOT_IN_THIS_SERVER
+
+
+def test_people_pass_by_name_or_by_group_and_admins_pass_everything() -> None:
+    policy = AccessPolicy(
+        channels=frozenset({"C1"}),
+        users=frozenset({"U1"}),
+        groups=frozenset({"S1"}),
+        admins=frozenset({"UADMIN"}),
+    )
+    assert policy.refusal(question("U1")) is None
+    member = Question(
+        "why?", "U2", ConversationRef("slack", "C1"), "mention", groups=frozenset({"S1"})
+    )
+    assert policy.refusal(member) is None
+    assert policy.refusal(question("U3")).message == texts.NOT_ALLOWED
+    assert policy.refusal(question("UADMIN", channel="C7")) is None
+
+
+def test_rate_limit_is_a_sliding_window_that_forgets_old_askers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 60.0, clock=lambda: now[0])
+    assert limiter.acquire("a") is None
+    now[0] = 10.0
+    assert limiter.acquire("a") is None
+    assert limiter.acquire("b") is None  # people are counted separately
+    now[0] = 30.0
+    assert limiter.acquire("a") == pytest.approx(30.0)  # the first one leaves the window at 60
+    now[0] = 60.5
+    assert limiter.acquire("a") is None
+    assert limiter.acquire("a") is not None
+    now[0] = 200.0
+    limiter.acquire("c")
+    assert limiter.tracked == 1  # a and b have nothing left in the window: forgotten
+
+
+def test_rate_limit_text_says_the_limit_and_when_to_come_back() -> None:
+    assert texts.rate_limited(5, 3600, 125) == (
+        "You've reached the limit of 5 questions per hour. Please try again in about 2 minutes."
+    )
+    assert "1 question per 10 minutes" in texts.rate_limited(1, 600, 30)
+
+
+def test_one_question_at_a_time_is_released_even_when_answering_fails() -> None:
+    admission = Admission()
+    with pytest.raises(RuntimeError), admission.admit(question()) as refusal:
+        assert refusal is None
+        with admission.admit(question()) as second:
+            assert second.message == texts.ONE_AT_A_TIME
+        raise RuntimeError("the answer failed")
+    assert admission.in_flight == 0
+    with admission.admit(question()) as again:
+        assert again is None
+
+
+def test_settings_read_comma_or_space_separated_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_ALLOWED_CHANNELS", "C1, C2  C3")
+    monkeypatch.setenv("DISCORD_ALLOWED_ROLES", "")
+    monkeypatch.setenv("HUATUO_RATE_LIMIT", "4")
+    admission = Settings(_env_file=None).admission()
+    assert admission.policy("slack").channels == {"C1", "C2", "C3"}
+    assert admission.policy("discord").groups == frozenset()
+    assert admission.limiter.limit == 4
+
+
+# ---- on Slack -------------------------------------------------------------------------------
+
+
+def slack_admission(**policy: object) -> Admission:
+    return Admission({"slack": AccessPolicy(**policy)})
+
+
+async def ask(bot: Bot, text: str, user: str = "U1", channel: str = "C1") -> str:
+    """`user` mentions the bot in `channel`; returns the first bot reply's text once it is final."""
+    ts = bot.slack.add_message(channel, f"<@{BOT_USER_ID}> {text}", user=user)
+    await bot.event(app_mention_event(text, ts=ts, user=user, channel=channel))
+    await bot.idle()
+    return bot.bot_messages(channel, ts)[0].text
+
+
+async def test_slack_channel_allow_list_refuses_elsewhere_and_admins_pass() -> None:
+    admission = slack_admission(channels=frozenset({"C1"}), admins=frozenset({"UADMIN"}))
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        assert await ask(bot, "what is sepsis?", channel="C2") == (
+            f"{FAIL_MARK} {texts.NOT_IN_THIS_CHANNEL}"
+        )
+        assert not engine.requests, "a refused question never reaches the model"
+        assert (await ask(bot, "what is sepsis?", channel="C1")).startswith("ok")
+        assert (await ask(bot, "what is sepsis?", user="UADMIN", channel="C2")).startswith("ok")
+
+
+async def test_slack_user_group_members_are_allowed_others_told_whom_to_ask() -> None:
+    admission = slack_admission(groups=frozenset({"S1"}))
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        bot.slack.usergroups["S1"] = ["U2"]
+        assert (await ask(bot, "dose of amoxicillin?", user="U2")).startswith("ok")
+        refused = await ask(bot, "dose of amoxicillin?", user="U1")
+        assert refused == f"{FAIL_MARK} {texts.NOT_ALLOWED}"
+        assert len(bot.slack.calls_to("usergroups.users.list")) == 1, "membership is cached"
+
+
+async def test_slack_direct_messages_can_be_turned_off() -> None:
+    admission = slack_admission(allow_dms=False)
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        ts = bot.slack.add_message("D1", "what is sepsis?")
+        await bot.event(message_event("what is sepsis?", channel="D1", ts=ts, channel_type="im"))
+        await bot.idle()
+        assert bot.bot_messages("D1", ts)[0].text == f"{FAIL_MARK} {texts.NO_DIRECT_MESSAGES}"
+
+
+async def test_slack_rate_limit_counts_per_person_and_says_when_to_return() -> None:
+    admission = Admission(rate_limit=2, rate_window=3600)
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        for _ in range(2):
+            assert (await ask(bot, "what is sepsis?")).startswith("ok")
+        refused = await ask(bot, "what is sepsis?")
+        assert refused.startswith(f"{FAIL_MARK} You've reached the limit of 2 questions per hour.")
+        assert "try again in about 60 minutes" in refused
+        assert (await ask(bot, "what is sepsis?", user="U2")).startswith("ok")
+        assert len(engine.requests) == 3
+
+
+async def test_slack_second_question_while_the_first_is_answered_waits_its_turn() -> None:
+    script = Script(("## Thinking\n\n", "slow", "## Final Response\n\nfirst"), stall_at=1)
+    async with scripted(lambda q: script) as engine, running(engine, admission=Admission()) as bot:
+        first = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> first")
+        await bot.event(app_mention_event("first", ts=first))
+        await eventually(lambda: engine.requests)
+        assert await ask_without_waiting(bot, "second") == f"{FAIL_MARK} {texts.ONE_AT_A_TIME}"
+        engine.release.set()
+        await bot.idle()
+        assert bot.bot_messages("C1", first)[0].text.startswith("first")
+        assert (await ask(bot, "third")).startswith("first"), "asking again works once answered"
+
+
+async def ask_without_waiting(bot: Bot, text: str) -> str:
+    """Ask while another answer is in flight; wait for this question's refusal only."""
+    ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> {text}")
+    await bot.event(app_mention_event(text, ts=ts))
+    message = await eventually(
+        lambda: [m for m in bot.bot_messages("C1", ts) if m.text.startswith(FAIL_MARK)]
+    )
+    return message[0].text
+
+
+async def test_emergency_notice_is_shown_even_when_the_question_is_refused() -> None:
+    admission = slack_admission(channels=frozenset({"C1"}))
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        ts = bot.slack.add_message("C2", f"<@{BOT_USER_ID}> I have crushing chest pain right now")
+        mention = app_mention_event("I have crushing chest pain right now", ts=ts, channel="C2")
+        await bot.event(mention)
+        await bot.idle()
+        shown = [m.text for m in bot.bot_messages("C2", ts)]
+        assert len(shown) == 2 and shown[0].startswith(NOTICE_MARK), shown  # above the refusal
+        assert shown[1] == f"{FAIL_MARK} {texts.NOT_IN_THIS_CHANNEL}"
+        assert not engine.requests
+
+
+# ---- on Discord ----------------------------------------------------------------------------
+
+
+def discord_admission(**policy: object) -> Admission:
+    return Admission({"discord": AccessPolicy(**policy)})
+
+
+async def discord_answer(fake: FakeDiscord, text: str, **options: object) -> str:
+    asked = await fake.dispatch_message(text, mentions_bot=True, **options)
+    parts = await until(
+        lambda: [m for m in replies(fake, asked) if not m["content"].startswith("Thinking")]
+    )
+    return parts[0]["content"]
+
+
+async def test_discord_server_channel_and_role_allow_lists(fake: FakeDiscord) -> None:
+    nurses = await fake.add_role("nurses")
+    nurse = fake.make_user("nurse", roles=(nurses,))
+    visitor = fake.make_user("visitor")
+    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    await engine.start()
+    try:
+        other_server = discord_admission(guilds=frozenset({"1"}))
+        async with serving(fake, engine, admission=other_server):
+            assert texts.NOT_IN_THIS_SERVER in await discord_answer(fake, "what is sepsis?")
+        other_channel = discord_admission(channels=frozenset({"1"}))
+        async with serving(fake, engine, admission=other_channel):
+            assert texts.NOT_IN_THIS_CHANNEL in await discord_answer(fake, "what is sepsis?")
+        by_role = discord_admission(
+            groups=frozenset({nurses}), channels=frozenset({fake.channel_id})
+        )
+        async with serving(fake, engine, admission=by_role):
+            assert (await discord_answer(fake, "what is sepsis?", author=nurse)).startswith("ok")
+            refused = await discord_answer(fake, "what is sepsis?", author=visitor)
+            assert texts.NOT_ALLOWED in refused
+        assert len(engine.requests) == 1
+    finally:
+        await engine.close(grace=0)
