@@ -1,4 +1,5 @@
-"""`huatuo-bot run --platform all`: Slack and Discord from one process, one model, then SIGTERM."""
+"""`huatuo-bot run --platform all`: Slack and Discord from one process, one model, then SIGTERM
+in the middle of an answer."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ async def eventually(condition, timeout: float = 90.0):
     return value
 
 
-async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp_path):
+async def test_run_all_serves_both_platforms_with_one_model_and_stops_gracefully(
+    unused_tcp_port, tmp_path
+):
     async with FakeSlack() as slack, FakeDiscord() as discord:
         env = {
             **os.environ,
             "HUATUO_MODEL": "builtin:smollm2",
-            "HUATUO_MAX_NEW_TOKENS": "16",
+            "HUATUO_MAX_NEW_TOKENS": "48",
             "HUATUO_TEMPERATURE": "0",
             "HUATUO_HTTP_PORT": str(unused_tcp_port),
             "SLACK_BOT_TOKEN": "xoxb-test",
@@ -69,7 +72,7 @@ async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp
             question = await discord.dispatch_message("What is gout?", mentions_bot=True)
 
             async def slack_answer() -> str | None:
-                thread = slack.thread("C1", ts)
+                thread = slack.thread("C1", ts)  # the latest question's thread
                 final = [m.text for m in thread if m.user == BOT_USER_ID and FOOTER in m.text]
                 return final[0] if final else None
 
@@ -90,8 +93,35 @@ async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp
                     metrics = await response.text()
             counted = [x for x in metrics.splitlines() if x.startswith("huatuo_questions_total")]
             assert any('outcome="answered"' in x for x in counted), metrics
+
+            # SIGTERM while an answer is being written: it is finished and delivered; someone
+            # asking during the shutdown is told to come back; then the process exits 0.
+            ts = slack.add_message("C1", f"<@{BOT_USER_ID}> What is eczema?")
+            mention = app_mention_event("What is eczema?", ts=ts, user="U2")
+            await slack.send_socket_event("events_api", event_callback(mention))
+
+            async def placeholder() -> bool:
+                return any(m.user == BOT_USER_ID for m in slack.thread("C1", ts))
+
+            await eventually(placeholder)
             process.send_signal(signal.SIGTERM)
+
+            async def stopping() -> bool:
+                async with aiohttp.ClientSession() as http:
+                    url = f"http://127.0.0.1:{unused_tcp_port}/readyz"
+                    async with http.get(url) as response:
+                        return (await response.json())["stopping"]
+
+            await eventually(stopping, timeout=10)
+            late = await discord.dispatch_message("What is psoriasis?", mentions_bot=True)
             assert await asyncio.wait_for(process.wait(), 60) == 0
+            assert await slack_answer() is not None, "the answer in flight was delivered"
+            [told] = [
+                m["content"]
+                for m in discord.channel_messages(discord.channel_id)
+                if (m.get("message_reference") or {}).get("message_id") == late["id"]
+            ]
+            assert "restarting" in told
         finally:
             if process.returncode is None:
                 process.kill()
@@ -99,3 +129,4 @@ async def test_run_all_serves_both_platforms_with_one_model(unused_tcp_port, tmp
     output = log.read_text()
     assert output.count("model builtin:smollm2 loaded") == 1, output
     assert "serving slack, discord" in output
+    assert "stopping: finishing 1 answer(s) in flight" in output
