@@ -248,3 +248,16 @@ async def test_discord_server_channel_and_role_allow_lists(fake: FakeDiscord) ->
         assert len(engine.requests) == 1
     finally:
         await engine.close(grace=0)
+
+
+async def test_slack_quiz_follows_the_allow_lists() -> None:
+    admission = slack_admission(channels=frozenset({"C9"}))
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        url = bot.slack.new_response_url()
+        await bot.command("quiz", url)  # in C1
+        [response] = await eventually(lambda: bot.slack.responses[url])
+        assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
+        assert not bot.slack.calls_to("chat.postMessage"), "no quiz was posted"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bot.core import texts
-from bot.core.events import Question
+from bot.core.events import ConversationRef, Question
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,14 @@ class AccessPolicy:
 
     def refusal(self, question: Question) -> Refusal | None:
         """Why this asker may not ask here, or None."""
-        if self.is_admin(question.author):
+        return self.refusal_for(question.author, question.conversation, question.groups)
+
+    def refusal_for(
+        self, author: str, where: ConversationRef, groups: frozenset[str] = frozenset()
+    ) -> Refusal | None:
+        """Why `author` (in `groups`) may not use the bot in `where`, or None."""
+        if self.is_admin(author):
             return None
-        where = question.conversation
         if where.direct:
             if not self.allow_dms:
                 return Refusal("direct message", texts.NO_DIRECT_MESSAGES)
@@ -59,9 +64,7 @@ class AccessPolicy:
                 return Refusal("server", texts.NOT_IN_THIS_SERVER)
             if self.channels and where.channel not in self.channels:
                 return Refusal("channel", texts.NOT_IN_THIS_CHANNEL)
-        if (self.users or self.groups) and not (
-            question.author in self.users or question.groups & self.groups
-        ):
+        if (self.users or self.groups) and not (author in self.users or groups & self.groups):
             return Refusal("person", texts.NOT_ALLOWED)
         return None
 

@@ -231,9 +231,20 @@ class SlackAdapter:
             return
         await ack()
         if text.lower() == "quiz":
-            self._spawn(self.quiz.start(command, respond), command.get("trigger_id"))
+            self._spawn(self._start_quiz(command, respond), command.get("trigger_id"))
             return
         self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
+
+    async def _start_quiz(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
+        """`/huatuo quiz`, for those the allow-lists let use the bot in this channel."""
+        user, channel = command["user_id"], command["channel_id"]
+        where = ConversationRef("slack", channel, direct=channel.startswith("D"))
+        policy = self.service.admission.policy("slack")
+        refusal = policy.refusal_for(user, where, await self.usergroups.of(user))
+        if refusal is not None:
+            await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
+            return
+        await self.quiz.start(command, respond)
 
     async def post_quiz(self, channel: str) -> None:
         """Post a case-of-the-day quiz into `channel` (the scheduler calls this)."""
