@@ -572,6 +572,7 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
         "files:write",
         "commands",
         "reactions:read",
+        "usergroups:read",
     }
 
 
