@@ -69,14 +69,4 @@ class DiscordFeedback:
             str(event.user_id),
             str(event.emoji),
         )
-        try:
-            if added:
-                request_id = await self.store.rate(reaction, value)
-            else:
-                request_id = await self.store.unrate(reaction)
-        except Exception:
-            log.warning("discord: reaction not recorded", exc_info=True)
-            return
-        if request_id is not None:
-            change = "rated" if added else "rating removed"
-            log.info("request %s: %s %+d on discord", request_id, change, value)
+        await self.store.react(reaction, value, added)

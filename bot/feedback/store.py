@@ -152,6 +152,21 @@ class FeedbackStore:
         """Forget a removed reaction; the answer's request id, None if not an answer message."""
         return await self._run(self._delete_reaction, reaction)
 
+    async def react(self, reaction: Reaction, rating: int, added: bool) -> None:
+        """A 👍/👎 put on (`added`) or taken off a message; logged, and never raises: feedback
+        must not disturb answering."""
+        try:
+            if added:
+                request_id = await self.rate(reaction, rating)
+            else:
+                request_id = await self.unrate(reaction)
+        except Exception:
+            log.warning("%s: reaction not recorded", reaction.platform, exc_info=True)
+            return
+        if request_id is not None:
+            change = "rated" if added else "rating removed"
+            log.info("request %s: %s %+d on %s", request_id, change, rating, reaction.platform)
+
     async def close(self) -> None:
         """Finish the writes already asked for, then close the database."""
         await asyncio.to_thread(self._worker.shutdown)

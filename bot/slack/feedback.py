@@ -62,14 +62,4 @@ class SlackFeedback:
         if not self.accept(body):
             return
         reaction = Reaction("slack", item["channel"], item["ts"], event["user"], emoji)
-        try:
-            if added:
-                request_id = await self.store.rate(reaction, value)
-            else:
-                request_id = await self.store.unrate(reaction)
-        except Exception:
-            log.warning("slack: reaction not recorded", exc_info=True)
-            return
-        if request_id is not None:
-            change = "rated" if added else "rating removed"
-            log.info("request %s: %s %+d on slack", request_id, change, value)
+        await self.store.react(reaction, value, added)
