@@ -35,6 +35,10 @@ class Metrics:
             registry=reg,
         )  # fmt: skip
         self.errors = Counter("huatuo_errors", "Errors by kind.", ["kind"], registry=reg)
+        self.refusals = Counter(
+            "huatuo_refusals", "Refused questions by platform and reason.", ["platform", "reason"],
+            registry=reg,
+        )  # fmt: skip
         waiting = Gauge("huatuo_queue_waiting", "Requests waiting for a slot.", registry=reg)
         waiting.set_function(lambda: engine.waiting)
         running = Gauge("huatuo_requests_running", "Requests being generated.", registry=reg)
@@ -63,6 +67,10 @@ class Metrics:
             self.generation.observe(stats.finished_at - stats.started_at)
         if (rate := stats.tokens_per_second) is not None:
             self.tokens_per_second.observe(rate)
+
+    def refused(self, question: Question, reason: str) -> None:
+        """Count one refusal by its reason ("rate limit", "channel", "QueueFull", ...)."""
+        self.refusals.labels(question.conversation.platform, reason).inc()
 
     def error(self, kind: str) -> None:
         """Count one error, e.g. an engine error by its class name."""

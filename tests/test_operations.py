@@ -138,6 +138,7 @@ async def test_metrics_count_questions_timings_and_engine_load() -> None:
         assert value("huatuo_questions_total", platform="slack", outcome="answered") == 2
         assert value("huatuo_questions_total", platform="slack", outcome="refused") == 1
         assert value("huatuo_questions_total", platform="slack", outcome="failed") is None
+        assert value("huatuo_refusals_total", platform="slack", reason="empty") == 1
         assert value("huatuo_time_to_first_token_seconds_count") == 2
         assert value("huatuo_generation_seconds_count") == 2
         assert value("huatuo_tokens_per_second_count") == 2
@@ -161,3 +162,5 @@ async def test_metrics_count_engine_errors_by_kind(scripted_engine) -> None:
     assert value("huatuo_errors_total", {"kind": "EngineError"}) == 1
     assert value("huatuo_errors_total", {"kind": "EngineClosed"}) == 1
     assert value("huatuo_questions_total", {"platform": "slack", "outcome": "failed"}) == 1
+    refusals = {"platform": "slack", "reason": "EngineClosed"}
+    assert value("huatuo_refusals_total", refusals) == 1

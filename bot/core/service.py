@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 from bot import logs
 from bot.core import texts
 from bot.core.adapter import Reply
-from bot.core.admission import Admission
+from bot.core.admission import Admission, Refusal
 from bot.core.events import Answer, Progress, Question
 from bot.core.redaction import redact
 from bot.core.safety import emergency_notice
@@ -45,6 +45,8 @@ class Metrics(Protocol):
 
     def error(self, kind: str) -> None: ...
 
+    def refused(self, question: Question, kind: str) -> None: ...
+
 
 class AnswerService:
     """Takes a Question to its Reply; never leaves the asker without a message."""
@@ -73,13 +75,13 @@ class AnswerService:
         self.admission = admission or Admission()  # by default: anyone, one question at a time
         self.admitting = True  # False once shutdown begins: new askers are told to come back
 
-    def refusal(self, question: Question) -> str | None:
-        """Why this question cannot be taken, or None."""
+    def refusal(self, question: Question) -> Refusal | None:
+        """Why this question cannot be taken as asked, or None."""
         text = question.text.strip()
         if not text:
-            return texts.EMPTY_QUESTION
+            return Refusal("empty", texts.EMPTY_QUESTION)
         if len(text) > self.max_question_chars:
-            return texts.too_long(len(text), self.max_question_chars)
+            return Refusal("too long", texts.too_long(len(text), self.max_question_chars))
         return None
 
     async def answer(self, question: Question, reply: Reply) -> Outcome:
@@ -97,19 +99,21 @@ class AnswerService:
         if (notice := emergency_notice(question.text)) is not None:
             await self._safe_notice(reply, notice, question.request_id)
         if not self.admitting:
-            log.info("request %s refused: shutting down", question.request_id)
-            await reply.fail(texts.RESTARTING)
-            return self._observed(question, "refused", None)
-        if (reason := self.refusal(question)) is not None:
-            log.info("request %s refused: input", question.request_id)
-            await reply.fail(reason)
-            return self._observed(question, "refused", None)
+            return await self._refuse(question, reply, Refusal("restarting", texts.RESTARTING))
+        if (refusal := self.refusal(question)) is not None:
+            return await self._refuse(question, reply, refusal)
         with self.admission.admit(question) as refusal:
             if refusal is not None:
-                log.info("request %s refused: %s", question.request_id, refusal.kind)
-                await reply.fail(refusal.message)
-                return self._observed(question, "refused", None)
+                return await self._refuse(question, reply, refusal)
             return await self._generate(question, reply)
+
+    async def _refuse(self, question: Question, reply: Reply, refusal: Refusal) -> Outcome:
+        """Tell the asker why, and count it."""
+        log.info("request %s refused: %s", question.request_id, refusal.kind)
+        if self.metrics is not None:
+            self.metrics.refused(question, refusal.kind)
+        await reply.fail(refusal.message)
+        return self._observed(question, "refused", None)
 
     async def drain(self, timeout: float) -> bool:
         """Stop admitting; wait up to `timeout` s for answers in flight. True once none are left."""
@@ -124,10 +128,9 @@ class AnswerService:
         try:
             generation = self.engine.submit(request)
         except EngineError as exc:
-            log.info("request %s refused: %s", question.request_id, type(exc).__name__)
             self._error(exc)
-            await reply.fail(f"Sorry, I can't take this question right now: {exc}")
-            return self._observed(question, "refused", None)
+            message = f"Sorry, I can't take this question right now: {exc}"
+            return await self._refuse(question, reply, Refusal(type(exc).__name__, message))
         try:
             outcome = await self._follow(question, generation, reply)
         finally:
