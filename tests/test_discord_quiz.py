@@ -13,6 +13,8 @@ from typing import Any
 import discord
 import pytest
 
+from bot.core import texts as texts_core
+from bot.core.admission import AccessPolicy, Admission
 from bot.discord import quiz as discord_quiz
 from bot.discord.adapter import DiscordAdapter
 from bot.quiz import texts
@@ -75,12 +77,13 @@ def quick_counts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def quiz_serving(
-    fake: FakeDiscord, quizzes: Quizzes, *, sync_guild: bool = True
+    fake: FakeDiscord, quizzes: Quizzes, *, sync_guild: bool = True, **kwargs: Any
 ) -> AsyncIterator[DiscordAdapter]:
     """The adapter with quizzes, its commands synced to the fake's guild (or globally). On exit,
     as when the bot stops, open quizzes are revealed before the adapter stops."""
     guild = int(fake.guild_id) if sync_guild else None
-    async with serving(fake, quizzes.engine, sync_guild=guild, quizzes=quizzes) as adapter:
+    engine = quizzes.engine
+    async with serving(fake, engine, sync_guild=guild, quizzes=quizzes, **kwargs) as adapter:
         try:
             yield adapter
         finally:
@@ -153,6 +156,19 @@ async def test_quiz_in_a_guild_is_posted_with_a_button_per_option_and_reveal(
     assert posted["content"].startswith("**Quiz** (closed)") and buttons(posted) == []
     stopping = thread_of(fake, posted)[0]["content"]
     assert stopping.startswith("The bot is restarting, so here is the answer now.")
+
+
+async def test_starting_a_quiz_follows_the_allow_lists(fake: FakeDiscord, quizzes: Quizzes) -> None:
+    educator = await fake.add_role("Educator")
+    teacher = fake.make_user("teacher", roles=(educator,))
+    admission = Admission({"discord": AccessPolicy(groups=frozenset({educator}))})
+    async with quiz_serving(fake, quizzes, admission=admission):
+        refused = await whisper(fake, await fake.dispatch_interaction("quiz"))
+        quiz = copy.deepcopy(await start_quiz(fake, teacher))
+
+    assert refused == texts_core.NOT_ALLOWED
+    assert quiz["content"].startswith("**Quiz**") and len(buttons(quiz)) == 5
+    assert len(quizzes.engine.requests) == 1  # only the allowed quiz was started
 
 
 async def test_answers_count_once_per_learner_and_the_reveal_shows_tally_and_explanation(

@@ -77,7 +77,11 @@ class DiscordAdapter:
         self.quiz: DiscordQuiz | None = None  # `/quiz` and the case of the day, with `quizzes`
         if quizzes is not None:
             self.quiz = DiscordQuiz(
-                self.client, quizzes, disclaimer=settings.disclaimer, spawn=self._spawn
+                self.client,
+                quizzes,
+                disclaimer=settings.disclaimer,
+                spawn=self._spawn,
+                policy=service.admission.policy("discord"),
             )
             self.tree.add_command(self.quiz.command(), guild=self.sync_guild)
         self._tasks: set[asyncio.Task[None]] = set()

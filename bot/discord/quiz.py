@@ -23,6 +23,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.core.admission import AccessPolicy
 from bot.core.events import Answer
 from bot.core.splitting import split_text
 from bot.discord import events
@@ -91,11 +92,18 @@ class DiscordQuiz:
     """Starts, tracks and reveals the quizzes of one DiscordAdapter (sharing its client)."""
 
     def __init__(
-        self, client: discord.Client, quizzes: Quizzes, *, disclaimer: str, spawn: Spawn
+        self,
+        client: discord.Client,
+        quizzes: Quizzes,
+        *,
+        disclaimer: str,
+        spawn: Spawn,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.client = client
         self.quizzes = quizzes
         self.disclaimer = disclaimer
+        self.policy = policy or AccessPolicy()  # who may start a quiz, and where
         self._spawn = spawn
         self._posted: dict[str, _Posted] = {}  # open quizzes by id
         self._counts: dict[str, asyncio.Task[None]] = {}  # pending "N answers" edits by quiz
@@ -113,22 +121,28 @@ class DiscordQuiz:
         return quiz
 
     async def _on_command(self, interaction: discord.Interaction) -> None:
-        """`/quiz`: the quiz is the interaction's response, so it is answered at once."""
+        """`/quiz`, for those the allow-lists let use the bot here: the quiz is the interaction's
+        response, so it is answered at once."""
         channel = interaction.channel
         if channel is None or not hasattr(channel, "get_partial_message"):
-            await interaction.response.send_message(CANNOT_POST, ephemeral=True)
+            await _whisper(interaction, CANNOT_POST)
+            return
+        user, roles = str(interaction.user.id), events.role_ids(interaction.user)
+        refusal = self.policy.refusal_for(user, events.conversation(channel), roles)
+        if refusal is not None:
+            await _whisper(interaction, refusal.message)
             return
         try:
-            quiz = self._open(str(interaction.user.id), channel, self.quizzes.seconds, "Quiz")
+            quiz = self._open(user, channel, self.quizzes.seconds, "Quiz")
         except TooManyQuizzes as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await _whisper(interaction, str(exc))
             return
         try:
             await self._post(quiz, channel, self.quizzes.seconds, interaction)
         except discord.HTTPException as exc:
             log.warning("discord: quiz %s not posted (HTTP %s)", quiz.id, exc.status)
             if not interaction.response.is_done():
-                await interaction.response.send_message(CANNOT_POST, ephemeral=True)
+                await _whisper(interaction, CANNOT_POST)
 
     async def post_case_of_the_day(self, channel_id: str) -> None:
         """A scheduled quiz nobody started, in a channel given by id: revealed by its timer (or
@@ -342,7 +356,7 @@ async def _send(
 
 
 async def _whisper(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral answer to a click: only the person who clicked sees it."""
+    """An ephemeral answer: only the person who clicked or typed the command sees it."""
     await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
