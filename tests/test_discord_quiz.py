@@ -25,15 +25,9 @@ from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, buttons
 from tests.test_discord import DISCLAIMER, serving, until
+from tests.test_quiz import ITEM
 
 JSON = dict[str, Any]
-ITEM = QuizItem(
-    "bank-1",
-    "Which vitamin deficiency causes scurvy?",
-    {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"},
-    "B",
-    "a test bank",
-)
 THINKING = "Scurvy comes from a lack of vitamin C, needed for collagen."
 FINAL = "The answer is B, vitamin C."
 EXPLANATION = f"## Thinking\n\n{THINKING}\n\n## Final Response\n\n{FINAL}"

@@ -24,7 +24,6 @@ import discord
 from discord import app_commands
 
 from bot.core.admission import AccessPolicy
-from bot.core.events import Answer
 from bot.core.splitting import split_text
 from bot.discord import events
 from bot.discord.outbox import MESSAGE_LIMIT, NO_PINGS, ChannelOutbox, open_thread
@@ -304,7 +303,7 @@ class DiscordQuiz:
                 await reply.outbox.edit(texts.EXPLANATION_PENDING)
                 answer = await explanation.wait(None)
                 assert answer is not None  # waiting without a timeout answers or raises
-            await reply.deliver(_labelled(explanation, answer, quiz.item.answer))
+            await reply.deliver(explanation.labelled(answer))
         except ExplanationFailed as exc:
             await reply.fail(str(exc))
         except asyncio.CancelledError:  # the bot is stopping
@@ -358,11 +357,3 @@ async def _send(
 async def _whisper(interaction: discord.Interaction, text: str) -> None:
     """An ephemeral answer: only the person who clicked or typed the command sees it."""
     await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
-
-
-def _labelled(explanation: Explanation, answer: Answer, correct: str) -> Answer:
-    """The model's final response under a line saying which option it chose."""
-    if not answer.answer:
-        return answer  # DiscordReply says there is no final answer and shows the thinking
-    heading = texts.model_heading(explanation.choice(answer), correct)
-    return dataclasses.replace(answer, answer=f"{heading}\n\n{answer.answer}")

@@ -12,6 +12,7 @@ final response names, or None. `explanation.cancel()` stops it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Protocol
@@ -82,6 +83,14 @@ class Explanation:
     def choice(self, answer: Answer) -> str | None:
         """The option letter the model's final response names, if exactly one."""
         return extract_answer(answer.answer, self.item.options).letter
+
+    def labelled(self, answer: Answer) -> Answer:
+        """The model's final response under a line saying which option it chose, and whether
+        that is right (no final response: as it is, for the reply to say so)."""
+        if not answer.answer:
+            return answer
+        heading = texts.model_heading(self.choice(answer), self.item.answer)
+        return dataclasses.replace(answer, answer=f"{heading}\n\n{answer.answer}")
 
     def cancel(self) -> None:
         self._task.cancel()

@@ -10,7 +10,6 @@ model's own answer, which SlackReply formats like any answer (its thinking follo
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 from collections.abc import Callable, Coroutine, Mapping
@@ -22,7 +21,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.core.events import Answer, ConversationRef
+from bot.core.events import ConversationRef
 from bot.core.splitting import split_text
 from bot.quiz import texts
 from bot.quiz.explanation import Explanation, ExplanationFailed
@@ -269,7 +268,7 @@ class SlackQuiz:
             )
             answer = answer or await explanation.wait(None)
             assert answer is not None  # waiting without a timeout ends with an answer or raises
-            await reply.deliver(self._labelled(explanation, answer, quiz.item.answer))
+            await reply.deliver(explanation.labelled(answer))
         except ExplanationFailed as exc:
             if reply is not None:
                 await reply.fail(str(exc))
@@ -283,14 +282,6 @@ class SlackQuiz:
             if reply is not None and not reply.finished:
                 await asyncio.shield(_quietly(reply.fail(texts.EXPLANATION_STOPPED)))
             raise
-
-    @staticmethod
-    def _labelled(explanation: Explanation, answer: Answer, correct: str) -> Answer:
-        """The model's final response under a line saying which option it chose."""
-        if not answer.answer:
-            return answer  # SlackReply says there is no final answer and shows the thinking
-        heading = texts.model_heading(explanation.choice(answer), correct)
-        return dataclasses.replace(answer, answer=f"{heading}\n\n{answer.answer}")
 
 
 async def _quietly(work: Coroutine[Any, Any, Any], timeout: float = 5.0) -> None:
