@@ -21,7 +21,7 @@ from bot.quiz import texts
 from bot.quiz.bank import QuestionBank, QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
-from inference.engine import SamplingParams
+from inference.engine import Message, SamplingParams
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, buttons
 from tests.test_discord import DISCLAIMER, serving, until
@@ -412,3 +412,23 @@ def dm_of(fake: FakeDiscord) -> list[JSON]:
     """The bot's visible messages in alice's DM (not the ephemeral confirmations)."""
     messages = fake.channel_messages(fake.dm_channel_id(fake.human))
     return [m for m in messages if not m["flags"] & EPHEMERAL]
+
+
+async def test_a_question_in_the_thread_after_the_reveal_carries_the_quiz(
+    fake: FakeDiscord, quizzes: Quizzes
+) -> None:
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        await fake.click_button(quiz, answer_id(quiz, "D"), fake.make_user("bob"))
+        await fake.click_button(quiz, reveal_id(quiz))
+        await until(lambda: len(thread_of(fake, quiz)) == 3)
+        [thread] = fake.threads
+        asked = await fake.dispatch_message("Why not vitamin D?", channel_id=thread.channel["id"])
+        await until(lambda: len(quizzes.engine.requests) == 2 and len(thread_of(fake, quiz)) >= 6)
+
+    result, explanation = thread_of(fake, quiz)[:2]
+    assert quizzes.engine.requests[1].request.messages == (
+        Message("user", f"{quiz['content']}\n\n{result['content']}"),
+        Message("assistant", explanation["content"].removesuffix(f"\n\n{DISCLAIMER}")),
+        Message("user", asked["content"]),
+    )

@@ -29,11 +29,13 @@ async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tup
     """The turns before `message`, a follow-up in a bot's thread or a reply to a bot's answer."""
     channel = message.channel
     if is_bot_thread(channel, bot_id):
-        # The thread was started on an answer: the conversation so far ends with it.
+        # The thread was started on an answer, whose conversation comes first; or on something
+        # the bot posed (a quiz), which opens the thread's conversation.
         starter = await _fetch(channel.parent, channel.id) if channel.parent else None
+        opening = [starter] if starter and _posed(starter, bot_id) else []
         earlier = await _reply_chain(starter, bot_id, disclaimer) if starter else []
         recent = [m async for m in channel.history(limit=THREAD_MESSAGES, before=message)]
-        return (*earlier, *_turns(recent[::-1], bot_id, disclaimer))
+        return (*earlier, *_turns([*opening, *recent[::-1]], bot_id, disclaimer))
     answer = await _referenced(message)
     return tuple(await _reply_chain(answer, bot_id, disclaimer)) if answer else ()
 
@@ -57,9 +59,13 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
     """Question and final-answer turns from messages in order; everything else is dropped."""
     questions: dict[int, str] = {}
     parts: defaultdict[int | None, list[str]] = defaultdict(list)
+    posed: list[str] = []  # what the bot posed since the last question (a quiz, its reveal)
     for message in messages:
         if (text := question_text(message, bot_id)) is not None:
-            questions[message.id] = text
+            questions[message.id], posed = text, []
+        elif _posed(message, bot_id):  # the bot's answer to it will reply to the latest part
+            posed.append(message.content)
+            questions[message.id] = "\n\n".join(posed)
         elif _answer_part(message, bot_id) and (asked := _reply_id(message)) in questions:
             parts[asked].append(message.content)
     turns = []
@@ -68,6 +74,17 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
         if question and answer:
             turns += [Message("user", question), Message("assistant", answer)]
     return turns
+
+
+def _posed(message: discord.Message, bot_id: int) -> bool:
+    """The bot's message that replies to nothing: a quiz or its reveal, which the bot's
+    explanation answers, so they make the user side of that turn (thinking, also replying to
+    nothing, is never answered, so it never makes a turn)."""
+    return (
+        message.author.id == bot_id
+        and message.reference is None
+        and question_text(message, bot_id) is None
+    )
 
 
 def _answer_part(message: discord.Message, bot_id: int) -> bool:
