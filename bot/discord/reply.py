@@ -50,11 +50,15 @@ class DiscordReply:
         await self.outbox.edit(PLACEHOLDER)
 
     async def progress(self, progress: Progress) -> None:
-        now = time.monotonic()
-        if now - self._last_edit < EDIT_INTERVAL:
+        """Edit the placeholder, at least EDIT_INTERVAL after the previous edit was done (so
+        edits reach Discord that far apart even when one was slow to go out)."""
+        if time.monotonic() - self._last_edit < EDIT_INTERVAL:
             return
-        self._last_edit = now
-        await self.outbox.edit(texts.progress_text(progress))
+        self._last_edit = math.inf  # no second edit while this one is on its way
+        try:
+            await self.outbox.edit(texts.progress_text(progress))
+        finally:
+            self._last_edit = time.monotonic()
 
     async def deliver(self, answer: Answer) -> None:
         started = time.monotonic()
