@@ -21,8 +21,8 @@ from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from bot.runner import serve
 from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION, mrkdwn, sections
-from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
-from inference.engine import SamplingParams
+from bot.slack.reply import FAIL_MARK, POSED_MARK, PROGRESS_MARK, THINKING_MARK
+from inference.engine import Message, SamplingParams
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.slack import (
     BOT_USER_ID,
@@ -181,7 +181,8 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
         assert "*B.* Vitamin C ✅" in closed.text and "(closed)" in closed.text
         reveal, model, thinking = quiz.thread()
         assert reveal == (
-            "*The correct answer is B: Vitamin C*\n\n*Answers*\nA: 0\nB: 2 ✅\nC: 0\nD: 1\n"
+            f"{POSED_MARK} *The correct answer is B: Vitamin C*\n\n"
+            "*Answers*\nA: 0\nB: 2 ✅\nC: 0\nD: 1\n"
             "2 of 3 learners chose the correct answer.\n\n_Question from a test bank._"
         )
         assert model == (
@@ -204,7 +205,8 @@ async def test_the_timer_reveals_a_quiz_nobody_revealed() -> None:
     async with quiz_bot(seconds=0.3) as (bot, _):
         quiz = await start_quiz(bot)
         await eventually(lambda: len(quiz.thread()) == 3)
-        assert quiz.thread()[0].startswith("Time is up. *The correct answer is B: Vitamin C*")
+        timer = f"{POSED_MARK} Time is up. *The correct answer is B: Vitamin C*"
+        assert quiz.thread()[0].startswith(timer)
         assert "Nobody answered this time." in quiz.thread()[0]
         assert quiz.buttons() == []
 
@@ -216,7 +218,7 @@ async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> 
         await quiz.reveal("U1")
         await eventually(lambda: len(quiz.thread()) == 2)
         reveal, note = quiz.thread()
-        assert reveal.startswith("*The correct answer is B") and quiz.buttons() == []
+        assert reveal.startswith(f"{POSED_MARK} *The correct answer is B") and quiz.buttons() == []
         assert note == (
             f"{PROGRESS_MARK} The model's explanation is not ready yet; it will appear here in "
             "this thread when it is."
@@ -259,8 +261,11 @@ async def test_the_open_quiz_thread_is_not_answered_until_the_reveal() -> None:
         await bot.event(message_event("why not C?", user="U2", ts=why, thread_ts=ts))
         await bot.idle()
         assert len(engine.requests) == 2, "after the reveal, the thread is a conversation"
-        history = engine.requests[1].request.messages
-        assert history[-1].content == "why not C?" and "Vitamin C" in history[-2].content
+        posed, explanation, asked = engine.requests[1].request.messages
+        assert posed.role == "user" and posed.content.startswith("*Quiz* (closed)")
+        assert "I think it's C" in posed.content and "The correct answer is B" in posed.content
+        assert explanation.role == "assistant" and "Vitamin C" in explanation.content
+        assert asked == Message("user", "why not C?")
 
 
 async def test_stopping_reveals_open_quizzes() -> None:
@@ -273,7 +278,8 @@ async def test_stopping_reveals_open_quizzes() -> None:
             await quiz.answer("U2", correct)
             await eventually(lambda: private_to(bot, "U2"))
         thread = quiz.thread()
-        assert thread[0].startswith("The bot is restarting, so here is the answer now. *The")
+        restarting = f"{POSED_MARK} The bot is restarting, so here is the answer now."
+        assert thread[0].startswith(restarting)
         assert "1 of 1 learner chose the correct answer." in thread[0]
         assert "_Question from MedQA (Jin et al. 2021" in thread[0]
         assert quiz.buttons() == []
@@ -376,5 +382,5 @@ async def test_run_schedules_the_case_of_the_day_and_reveals_open_quizzes_on_sto
             stop.set()
             await asyncio.gather(server, return_exceptions=True)
     reveal = slack.thread("C1", quiz.ts)[1].text
-    assert reveal.startswith("The bot is restarting, so here is the answer now. *The correct")
+    assert reveal.startswith(f"{POSED_MARK} The bot is restarting, so here is the answer now.")
     assert "case of the day: slack:C7 08:00 Europe/London, next at" in caplog.text

@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.core.events import Origin
 from bot.slack.mrkdwn import unescape
-from bot.slack.reply import ASKED_MARK, OWN_MARKS
+from bot.slack.reply import ASKED_MARK, OWN_MARKS, POSED_MARK
 from inference.engine import Message
 
 Event = Mapping[str, Any]
@@ -151,6 +151,8 @@ def _turn(message: Event, bot: Identity, footer: str) -> Message | None:
         if text.startswith(ASKED_MARK):
             quoted = unescape(text.partition("\n")[2])
             return Message("user", re.sub(r"(?m)^> ?", "", quoted).strip())
+        if text.startswith(POSED_MARK):  # a quiz or its reveal: the model's explanation follows
+            return Message("user", unescape(text.removeprefix(POSED_MARK)).strip())
         if text.startswith(OWN_MARKS):
             return None
         return Message("assistant", unescape(text.removesuffix(footer)).strip())

@@ -29,7 +29,14 @@ from bot.quiz.registry import Quizzes, TooManyQuizzes
 from bot.quiz.session import Quiz, Reveal, RevealRefused
 from bot.slack.events import Trigger
 from bot.slack.mrkdwn import escape, to_mrkdwn
-from bot.slack.reply import FAIL_MARK, PLACEHOLDER, PROGRESS_MARK, ReplyStyle, SlackReply
+from bot.slack.reply import (
+    FAIL_MARK,
+    PLACEHOLDER,
+    POSED_MARK,
+    PROGRESS_MARK,
+    ReplyStyle,
+    SlackReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +237,10 @@ class SlackQuiz:
         closed = mrkdwn(texts.closed_question_text(quiz.item, quiz.title, reveal.tally.total))
         try:
             await self.client.chat_update(
-                channel=channel, ts=quiz.message, text=closed, blocks=sections(closed)
+                channel=channel,
+                ts=quiz.message,
+                text=f"{POSED_MARK} {closed}",
+                blocks=sections(closed),
             )
         except SlackApiError as exc:  # e.g. deleted: the thread still gets the answer
             log.warning("slack: quiz %s message edit failed: %s", quiz.id, exc)
@@ -238,7 +248,7 @@ class SlackQuiz:
             await self.client.chat_postMessage(
                 channel=channel,
                 thread_ts=quiz.message,
-                text=mrkdwn(texts.reveal_text(reveal)),
+                text=f"{POSED_MARK} {mrkdwn(texts.reveal_text(reveal))}",
                 unfurl_links=False,
                 unfurl_media=False,
             )

@@ -26,6 +26,7 @@ PROGRESS_MARK = ":hourglass_flowing_sand:"  # placeholder and progress
 THINKING_MARK = ":thought_balloon:"  # the model's thinking
 FAIL_MARK = ":warning:"  # why there is no answer
 ASKED_MARK = ":speech_balloon:"  # a question asked with the slash command
+POSED_MARK = ":mortar_board:"  # a quiz and its reveal: what the model's explanation answers
 NOTICE_MARK = ":rotating_light:"  # an emergency notice, above the answer
 OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK, NOTICE_MARK)
 PLACEHOLDER = f"{PROGRESS_MARK} Thinking…"
