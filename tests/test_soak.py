@@ -42,9 +42,12 @@ def settled(bot: Bot, ts: str) -> bool:
     return messages[0].text.startswith(FAIL_MARK) or len(messages) == 2
 
 
-async def ask_in_turn(bot: Bot, person: int, rng: random.Random, sent: list[tuple]) -> None:
-    """One person's questions: mostly after the previous answer, one in four impatiently;
-    about one in ten is delivered twice (a Slack retry)."""
+async def ask_in_turn(
+    bot: Bot, admission: Admission, person: int, rng: random.Random, sent: list[tuple]
+) -> None:
+    """One person's questions: mostly after the previous answer, one in four impatiently (but
+    the first person of each half always waits, so reaches the rate limit); about one in ten
+    is delivered twice (a Slack retry)."""
     user = f"U{person:02d}"
     for n in range(QUESTIONS_EACH):
         text = f"question {n} from {user}"
@@ -54,7 +57,10 @@ async def ask_in_turn(bot: Bot, person: int, rng: random.Random, sent: list[tupl
         if rng.random() < 0.1:
             await bot.send(payload, retry=1)  # Slack's retry of the same event
         sent.append((ts, text))
-        if rng.random() < 0.75:
+        if person % (PEOPLE // 2) == 0:  # waits until the bot is done with them
+            done = lambda ts=ts: settled(bot, ts) and not admission.busy("slack", user)  # noqa: E731
+            await eventually(done, timeout=60)
+        elif rng.random() < 0.75:
             await eventually(lambda ts=ts: settled(bot, ts), timeout=60)
         await asyncio.sleep(rng.uniform(0.0, 0.02))
 
@@ -72,10 +78,10 @@ def outcome(bot: Bot, ts: str, text: str) -> str:
     return kinds[0]
 
 
-async def run_half(bot: Bot, people: range, seed: int) -> dict[str, int]:
+async def run_half(bot: Bot, admission: Admission, people: range, seed: int) -> dict[str, int]:
     sent: list[tuple[str, str]] = []
     rng = random.Random(seed)
-    await asyncio.gather(*(ask_in_turn(bot, p, rng, sent) for p in people))
+    await asyncio.gather(*(ask_in_turn(bot, admission, p, rng, sent) for p in people))
     await bot.idle(timeout=60)
     counts: dict[str, int] = {}
     for ts, text in sent:
@@ -111,10 +117,10 @@ async def test_soak_300_questions_from_30_people() -> None:
     try:
         async with running(engine, admission=admission) as bot:
             tasks_before = len(asyncio.all_tasks())
-            first = await run_half(bot, range(PEOPLE // 2), seed=1)
+            first = await run_half(bot, admission, range(PEOPLE // 2), seed=1)
             engine.requests.clear()  # the scripted engine's record for tests, not the bot's
             after_first = our_memory()
-            second = await run_half(bot, range(PEOPLE // 2, PEOPLE), seed=2)
+            second = await run_half(bot, admission, range(PEOPLE // 2, PEOPLE), seed=2)
             engine.requests.clear()
             after_second = our_memory()
             ours = await eventually(lambda: our_tasks() == 0 and [0], timeout=5)
@@ -142,7 +148,7 @@ async def test_soak_300_questions_from_30_people() -> None:
     if REPORT:
         Path(REPORT).write_text(json.dumps(figures, indent=2) + "\n")
     assert totals["answered"] >= 150, totals
-    assert totals.get("rate limit", 0) >= 1, "the limit is reached by people whose questions fit"
+    assert totals.get("rate limit", 0) >= 4, "two patient people have questions 9 and 10 refused"
     # What the second half adds: the retry memory of event ids (bounded at 10,000) and the rate
     # limiter's times of 15 more people (forgotten after the window); nothing per answer.
     assert growth < 64 * 1024, figures

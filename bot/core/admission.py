@@ -129,11 +129,19 @@ class Admission:
         """People with a question being answered now."""
         return len(self._in_flight)
 
+    def busy(self, platform: str, author: str) -> bool:
+        """Whether this person has a question being answered now."""
+        return self._key(platform, author) in self._in_flight
+
+    @staticmethod
+    def _key(platform: str, author: str) -> str:
+        return f"{platform}:{author}"
+
     @contextmanager
     def admit(self, question: Question) -> Iterator[Refusal | None]:
         """Yield None and hold the asker's slot while answering; or yield why they cannot ask."""
         policy = self.policy(question.conversation.platform)
-        key = f"{question.conversation.platform}:{question.author}"
+        key = self._key(question.conversation.platform, question.author)
         if (reason := policy.refusal(question)) is not None:
             yield reason
             return
