@@ -455,3 +455,22 @@ def test_question_text_helpers() -> None:
     assert strip_mention("<@42> what is <@!42>  sepsis?", 42) == "what is sepsis?"
     assert unquote(quote("first line\n\nthird")) == "first line\n\nthird"
     assert unquote("not a quote") is None
+
+
+async def test_a_failure_after_the_answer_is_shown_does_not_overwrite_it(fake: FakeDiscord) -> None:
+    engine = ScriptedEngine(huatuo_script, step_delay=0.02)
+    await engine.start()
+    try:
+        async with serving(fake, engine):
+            asked = await fake.dispatch_message("what is gout?", mentions_bot=True)
+            await until(lambda: replies(fake, asked))  # the placeholder; the answer comes later
+            posts = rf"^/channels/{fake.channel_id}/messages$"
+            fake.fail_next("POST", r"/threads$", status=403)  # no thread for the thinking,
+            fake.fail_next("POST", posts, status=403)  # nor posting it in the channel
+            await until(lambda: len(fake.calls_to("POST", posts)) == 2, timeout=10)
+            await asyncio.sleep(0.2)
+    finally:
+        await engine.close(grace=0)
+    [answer] = replies(fake, asked)
+    assert answer["content"].startswith("Answer to: what is gout?")
+    assert answer["content"].endswith(DISCLAIMER)

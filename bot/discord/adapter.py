@@ -316,6 +316,10 @@ class DiscordAdapter:
 
 
 async def _last_word(reply: DiscordReply, text: str) -> None:
+    """Tell the asker why there is no answer, unless the answer is already shown (then a failure
+    came after it, posting the thinking, and must not overwrite it)."""
+    if reply.delivered is not None:
+        return
     try:
         await asyncio.wait_for(reply.fail(text), LAST_WORD_TIMEOUT)
     except Exception as exc:
