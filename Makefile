@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	$(PY) bench/engine_throughput.py
+	$(PY) -m bench.engine_throughput
 	$(PY) -m bench.slack_ack_latency
 	$(PY) -m bench.remote_overhead
 

@@ -4,7 +4,7 @@ Everything is measured in one run on the built-in model, greedy, 128 new tokens,
 ratios to the notebook's way, because the machine is shared and noisy. Writes
 `bench/results/engine.json` and the table between the markers in README.md.
 
-    python bench/engine_throughput.py [--new-tokens 128] [--no-readme]
+    python -m bench.engine_throughput [--new-tokens 128] [--no-readme]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from bench.readme import write_section
 from inference.engine import GenerationRequest, Message, SamplingParams
 from inference.loading import load_model, resolve_model
 from inference.local import LocalEngine
@@ -29,8 +30,6 @@ PROMPT_SETS = {  # name: (file, description)
     "short": ("open_questions.jsonl", "the notebook's open questions (~30 tokens), repeated"),
 }
 RESULTS = ROOT / "bench/results/engine.json"
-README = ROOT / "README.md"
-BEGIN, END = "<!-- bench:engine:begin -->", "<!-- bench:engine:end -->"
 
 
 def questions(prompt_set: str, n: int) -> list[str]:
@@ -168,15 +167,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the {BEGIN} / {END} markers")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=128)
@@ -219,7 +209,7 @@ async def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     if not args.no_readme:
-        write_readme(table(results))
+        write_section("engine", table(results))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 The real adapter serves `POST /slack/events` through bot/web.py against the fake Slack; the
 built-in model answers. Eight mentions arrive at once; while their answers are generated, twenty
 more signed events follow (Slack retries of those mentions, and channel chatter the bot ignores).
-Each latency is from sending a signed event to its HTTP 200. Writes bench/results/slack_ack.json.
+Each latency is from sending a signed event to its HTTP 200. Writes bench/results/slack_ack.json
+and the table between the `bench:slack` markers in README.md.
 
-    python -m bench.slack_ack_latency [--new-tokens 64]   # from the repo root (uses tests/fakes)
+    python -m bench.slack_ack_latency [--new-tokens 64] [--no-readme]   # from the repo root
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import torch
 
+from bench.readme import write_section
 from bot.config import Settings
 from bot.core.service import AnswerService
 from bot.slack.adapter import EVENTS_PATH, SlackAdapter
@@ -137,14 +139,35 @@ async def run(new_tokens: int) -> dict[str, Any]:
             await engine.close(grace=0)
 
 
+def table(results: dict[str, Any]) -> str:
+    """The README table: ack times against Slack's 3 s limit."""
+    rows = [
+        ("8 mentions at once", results["mentions_at_once"]),
+        ("20 events while 8 answers generate", results["events_while_generating"]),
+    ]
+    lines = [
+        "| Events | median ack | worst ack | Slack's limit |",
+        "| --- | ---: | ---: | ---: |",
+        *(f"| {name} | {r['median_ms']:.1f} ms | {r['max_ms']:.1f} ms | 3 s |" for name, r in rows),
+        "",
+        f"HTTP mode, signed events to HTTP 200, while the built-in model generated 8 answers of "
+        f"{results['new_tokens']} tokens ({results['answers_delivered']} delivered). Measured "
+        f"{results['date']} on {results['machine']}.",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(run(args.new_tokens))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    if not args.no_readme:
+        write_section("slack", table(results))
 
 
 if __name__ == "__main__":
