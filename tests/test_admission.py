@@ -261,3 +261,28 @@ async def test_slack_quiz_follows_the_allow_lists() -> None:
         [response] = await eventually(lambda: bot.slack.responses[url])
         assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
         assert not bot.slack.calls_to("chat.postMessage"), "no quiz was posted"
+
+
+async def test_slack_a_full_queue_is_explained_and_the_waiting_are_told_their_place() -> None:
+    script = Script(("## Final Response\n\nok",), stall_at=0)
+    stalled = ScriptedEngine(lambda q: script, max_batch=1, max_queue=1)
+    await stalled.start()
+    try:
+        async with running(stalled, admission=Admission()) as bot:
+            for user in ("U1", "U2", "U3"):  # one answering, one waiting, one too many
+                ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> dose?", user=user)
+                await bot.event(app_mention_event("dose?", ts=ts, user=user))
+                await eventually(lambda ts=ts: bot.bot_messages("C1", ts))
+            waiting, full = (bot.bot_messages("C1", ts)[0] for ts in _asked(bot)[1:])
+            await eventually(lambda: "next in line" in waiting.text)
+            await eventually(lambda: full.text.startswith(FAIL_MARK))
+            assert "can't take this question right now" in full.text, full.text
+            stalled.release.set()
+            await bot.idle()
+    finally:
+        await stalled.close(grace=0)
+
+
+def _asked(bot: Bot) -> list[str]:
+    """The ts of each person's question in C1, oldest first."""
+    return [m.ts for m in bot.slack.messages if m.user != BOT_USER_ID and m.thread_ts is None]
