@@ -286,3 +286,17 @@ async def test_slack_a_full_queue_is_explained_and_the_waiting_are_told_their_pl
 def _asked(bot: Bot) -> list[str]:
     """The ts of each person's question in C1, oldest first."""
     return [m.ts for m in bot.slack.messages if m.user != BOT_USER_ID and m.thread_ts is None]
+
+
+async def test_discord_ask_in_an_allowed_server_and_channel_is_answered(fake: FakeDiscord) -> None:
+    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    await engine.start()
+    here = discord_admission(guilds=frozenset({fake.guild_id}), channels=frozenset({fake.channel_id}))
+    try:
+        async with serving(fake, engine, admission=here):
+            interaction = await fake.dispatch_interaction("ask", {"question": "What is gout?"})
+            original = await until(lambda: fake.originals.get(interaction["token"]))
+            answer = await until(lambda: [m for m in replies(fake, original) if "ok" in str(m)])
+    finally:
+        await engine.close(grace=0)
+    assert answer[0]["content"].startswith("ok")
