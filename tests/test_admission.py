@@ -291,7 +291,8 @@ def _asked(bot: Bot) -> list[str]:
 async def test_discord_ask_in_an_allowed_server_and_channel_is_answered(fake: FakeDiscord) -> None:
     engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
     await engine.start()
-    here = discord_admission(guilds=frozenset({fake.guild_id}), channels=frozenset({fake.channel_id}))
+    guilds, channels = frozenset({fake.guild_id}), frozenset({fake.channel_id})
+    here = discord_admission(guilds=guilds, channels=channels)
     try:
         async with serving(fake, engine, admission=here):
             interaction = await fake.dispatch_interaction("ask", {"question": "What is gout?"})
