@@ -197,7 +197,7 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
         await eventually(lambda: private_to(bot, "U5"))
         await bot.idle()
         assert [c.method for c in bot.slack.calls[before:]] == ["chat.postEphemeral"]
-        assert private_to(bot, "U5") == ["This quiz is closed: the answer is in its thread."]
+        assert private_to(bot, "U5") == [texts.QUIZ_CLOSED]
         assert len(quiz.thread()) == 3
 
 

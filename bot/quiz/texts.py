@@ -128,5 +128,8 @@ WAIT_FOR_REVEAL = (
     "This quiz is still open, so I won't answer in its thread yet: the answer and my explanation "
     "follow here when it is revealed."
 )
-QUIZ_CLOSED = "This quiz is closed: the answer is in its thread."
+QUIZ_CLOSED = (
+    "This quiz is closed: its answer is in the thread under it. (If there is none, the bot was "
+    "restarted before the reveal and the quiz was lost; please start a new one.)"
+)
 TOO_MANY = "There are too many quizzes open right now. Please reveal one first, or try again later."
