@@ -11,7 +11,7 @@ from bot.core.events import ConversationRef, Question
 from bot.slack.reply import FAIL_MARK, NOTICE_MARK
 from inference.scripted import Script, ScriptedEngine
 from tests import test_discord
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.slack import BOT_USER_ID, app_mention_event, message_event
 from tests.test_discord import replies, serving, until
 from tests.test_slack import Bot, eventually, running, scripted
@@ -301,3 +301,54 @@ async def test_discord_ask_in_an_allowed_server_and_channel_is_answered(fake: Fa
     finally:
         await engine.close(grace=0)
     assert answer[0]["content"].startswith("ok")
+
+
+async def test_slack_slash_question_refused_privately_before_anything_is_posted() -> None:
+    admission = slack_admission(channels=frozenset({"C9"}))
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        url = bot.slack.new_response_url()
+        await bot.command("my patient John Smith, MRN 12345: dose?", url)  # in C1
+        [response] = await eventually(lambda: bot.slack.responses[url])
+        await bot.idle()
+    assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
+    assert not bot.slack.calls_to("chat.postMessage"), "the question was not shown in C1"
+
+
+async def test_slack_starting_quizzes_counts_toward_the_rate_limit() -> None:
+    admission = Admission(rate_limit=1, rate_window=3600)
+    async with (
+        scripted(lambda q: Script(("## Final Response\n\nThe answer is A.",))) as engine,
+        running(engine, admission=admission) as bot,
+    ):
+        await bot.command("quiz")
+        await eventually(lambda: bot.slack.calls_to("chat.postMessage"))
+        url = bot.slack.new_response_url()
+        await bot.command("quiz", url)
+        [response] = await eventually(lambda: bot.slack.responses[url])
+    assert response["text"].startswith("You've reached the limit of 1 question per hour.")
+    posted = [c for c in bot.slack.calls_to("chat.postMessage") if "thread_ts" not in c.params]
+    assert len(posted) == 1, "one quiz posted"
+
+
+async def test_discord_ask_refused_privately_and_roles_unknown_in_direct_messages(
+    fake: FakeDiscord,
+) -> None:
+    nurses = await fake.add_role("nurses")
+    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    await engine.start()
+    try:
+        async with serving(fake, engine, admission=discord_admission(groups=frozenset({nurses}))):
+            interaction = await fake.dispatch_interaction("ask", {"question": "What is gout?"})
+            [callback] = await fake.wait_for_calls("POST", "/callback$", timeout=3)
+            dm = await fake.dispatch_message("What is gout?", guild=False)
+            [told] = await until(lambda: replies(fake, dm))
+    finally:
+        await engine.close(grace=0)
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] == EPHEMERAL
+    assert callback.json["data"]["content"] == texts.NOT_ALLOWED
+    assert interaction["token"] in fake.originals, "answered at once, privately"
+    assert told["content"] == texts.NO_ROLES_IN_DIRECT_MESSAGES
+    assert not engine.requests

@@ -41,11 +41,6 @@ class AccessPolicy:
     def is_admin(self, user: str) -> bool:
         return user in self.admins
 
-    @property
-    def checks_groups(self) -> bool:
-        """Whether a person's groups must be known to decide (so the adapter looks them up)."""
-        return bool(self.groups)
-
     def refusal(self, question: Question) -> Refusal | None:
         """Why this asker may not ask here, or None."""
         return self.refusal_for(question.author, question.conversation, question.groups)
@@ -65,6 +60,8 @@ class AccessPolicy:
             if self.channels and where.channel not in self.channels:
                 return Refusal("channel", texts.NOT_IN_THIS_CHANNEL)
         if (self.users or self.groups) and not (author in self.users or groups & self.groups):
+            if where.direct and where.platform == "discord" and self.groups:
+                return Refusal("person", texts.NO_ROLES_IN_DIRECT_MESSAGES)
             return Refusal("person", texts.NOT_ALLOWED)
         return None
 
@@ -80,16 +77,19 @@ class RateLimiter:
         self.clock = clock
         self._log: dict[str, deque[float]] = {}
 
-    def acquire(self, key: str) -> float | None:
-        """Count one admission for `key`; or, over the limit, the seconds until the next one."""
+    def acquire(self, key: str, *, count: bool = True) -> float | None:
+        """Count one admission for `key` (only look, without `count`); or, over the limit, the
+        seconds until the next one."""
         if self.limit <= 0:
             return None
         now = self.clock()
         self._forget_before(now - self.window)
-        times = self._log.setdefault(key, deque())
+        times = self._log.get(key, deque())
         if len(times) >= self.limit:
             return times[0] + self.window - now
-        times.append(now)
+        if count:
+            times.append(now)
+            self._log[key] = times
         return None
 
     def _forget_before(self, cutoff: float) -> None:
@@ -137,23 +137,53 @@ class Admission:
     def _key(platform: str, author: str) -> str:
         return f"{platform}:{author}"
 
+    def _check(
+        self, author: str, where: ConversationRef, groups: frozenset[str], *,
+        one_at_a_time: bool, count: bool,
+    ) -> Refusal | None:  # fmt: skip
+        """Allow-lists, then (not for admins) one at a time and the rate limit."""
+        platform = where.platform
+        policy = self.policy(platform)
+        if (refusal := policy.refusal_for(author, where, groups)) is not None:
+            return refusal
+        if one_at_a_time and self.busy(platform, author):
+            return Refusal("one at a time", texts.ONE_AT_A_TIME)
+        if policy.is_admin(author):
+            return None
+        wait = self.limiter.acquire(self._key(platform, author), count=count)
+        if wait is None:
+            return None
+        return Refusal(
+            "rate limit", texts.rate_limited(self.limiter.limit, self.limiter.window, wait)
+        )
+
+    def precheck(self, question: Question) -> Refusal | None:
+        """Why `question` would be refused now, without counting it (to refuse privately before
+        anything is posted)."""
+        return self._check(
+            question.author,
+            question.conversation,
+            question.groups,
+            one_at_a_time=True,
+            count=False,
+        )
+
+    def may_start(
+        self, author: str, where: ConversationRef, groups: frozenset[str] = frozenset()
+    ) -> Refusal | None:
+        """Why `author` may not start a quiz in `where`, or None; a start counts toward the
+        rate limit, as a question does (its explanation is a generation too)."""
+        return self._check(author, where, groups, one_at_a_time=False, count=True)
+
     @contextmanager
     def admit(self, question: Question) -> Iterator[Refusal | None]:
         """Yield None and hold the asker's slot while answering; or yield why they cannot ask."""
-        policy = self.policy(question.conversation.platform)
-        key = self._key(question.conversation.platform, question.author)
-        if (reason := policy.refusal(question)) is not None:
-            yield reason
+        where, author = question.conversation, question.author
+        refusal = self._check(author, where, question.groups, one_at_a_time=True, count=True)
+        if refusal is not None:
+            yield refusal
             return
-        if key in self._in_flight:
-            yield Refusal("one at a time", texts.ONE_AT_A_TIME)
-            return
-        if not policy.is_admin(question.author):
-            wait = self.limiter.acquire(key)
-            if wait is not None:
-                limiter = self.limiter
-                yield Refusal("rate limit", texts.rate_limited(limiter.limit, limiter.window, wait))
-                return
+        key = self._key(where.platform, author)
         self._in_flight.add(key)
         try:
             yield None

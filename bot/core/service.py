@@ -75,14 +75,24 @@ class AnswerService:
         self.admission = admission or Admission()  # by default: anyone, one question at a time
         self.admitting = True  # False once shutdown begins: new askers are told to come back
 
-    def refusal(self, question: Question) -> Refusal | None:
-        """Why this question cannot be taken as asked, or None."""
+    def _as_asked(self, question: Question) -> Refusal | None:
+        """Why this question cannot be taken as asked, or now (shutting down), or None."""
+        if not self.admitting:
+            return Refusal("restarting", texts.RESTARTING)
         text = question.text.strip()
         if not text:
             return Refusal("empty", texts.EMPTY_QUESTION)
         if len(text) > self.max_question_chars:
             return Refusal("too long", texts.too_long(len(text), self.max_question_chars))
         return None
+
+    def screen(self, question: Question) -> Refusal | None:
+        """Why `question` would be refused now (counted as a refusal), without taking it: for a
+        platform to refuse privately before posting anything."""
+        refusal = self._as_asked(question) or self.admission.precheck(question)
+        if refusal is not None:
+            self._count(question, refusal)
+        return refusal
 
     async def answer(self, question: Question, reply: Reply) -> Outcome:
         """Answer, refuse or fail the question through `reply`; returns (and counts) the outcome.
@@ -98,9 +108,7 @@ class AnswerService:
     async def _answer(self, question: Question, reply: Reply) -> Outcome:
         if (notice := emergency_notice(question.text)) is not None:
             await self._safe_notice(reply, notice, question.request_id)
-        if not self.admitting:
-            return await self._refuse(question, reply, Refusal("restarting", texts.RESTARTING))
-        if (refusal := self.refusal(question)) is not None:
+        if (refusal := self._as_asked(question)) is not None:
             return await self._refuse(question, reply, refusal)
         with self.admission.admit(question) as refusal:
             if refusal is not None:
@@ -109,11 +117,16 @@ class AnswerService:
 
     async def _refuse(self, question: Question, reply: Reply, refusal: Refusal) -> Outcome:
         """Tell the asker why, and count it."""
+        self._count(question, refusal)
+        await reply.fail(refusal.message)
+        return "refused"
+
+    def _count(self, question: Question, refusal: Refusal) -> None:
+        """Log and count a refusal."""
         log.info("request %s refused: %s", question.request_id, refusal.kind)
         if self.metrics is not None:
             self.metrics.refused(question, refusal.kind)
-        await reply.fail(refusal.message)
-        return self._observed(question, "refused", None)
+        self._observed(question, "refused", None)
 
     async def drain(self, timeout: float) -> bool:
         """Stop admitting; wait up to `timeout` s for answers in flight. True once none are left."""
@@ -133,6 +146,11 @@ class AnswerService:
             return await self._refuse(question, reply, Refusal(type(exc).__name__, message))
         try:
             outcome = await self._follow(question, generation, reply)
+        except Exception as exc:  # the platform failed us (e.g. posting the answer): counted
+            if self.metrics is not None:
+                self.metrics.error(type(exc).__name__)
+            self._observed(question, "failed", generation.stats)
+            raise
         finally:
             generation.cancel()  # no-op once finished; frees the slot if we left early
         return self._observed(question, outcome, generation.stats)

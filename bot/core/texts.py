@@ -49,6 +49,9 @@ def too_long(length: int, limit: int) -> str:
     )
 
 
+CUT_SHORT = (
+    "Sorry, the bot was restarted before this answer was finished. Please ask again in a minute."
+)
 RESTARTING = (
     "The bot is restarting and can't take new questions right now. Please ask again in a minute."
 )
@@ -71,6 +74,10 @@ NO_DIRECT_MESSAGES = (
 NOT_ALLOWED = (
     "Sorry, you're not on the list of people who can ask me questions. "
     "Please ask the people who run this bot to add you."
+)
+NO_ROLES_IN_DIRECT_MESSAGES = (
+    "I can't see your server roles in a direct message, and only some roles may ask me. "
+    "Please ask me in a channel of your server instead."
 )
 ONE_AT_A_TIME = (
     "I'm still answering your previous question. Please wait for that answer, then ask again."

@@ -16,7 +16,9 @@ import discord.http
 import yarl
 from discord import app_commands
 
+from bot import logs
 from bot.config import ConfigError, Settings
+from bot.core import texts
 from bot.core.events import Origin, Question
 from bot.core.service import AnswerService
 from bot.discord import events
@@ -30,7 +32,7 @@ from bot.quiz.registry import Quizzes
 
 log = logging.getLogger(__name__)
 
-STOPPED = "Sorry, the bot is restarting and cannot answer now. Please ask again in a minute."
+STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
 POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
 LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer
 
@@ -194,7 +196,7 @@ class DiscordAdapter:
             self._spawn(self._answer_message(message, origin, me.id))
         elif self._stopping:  # still connected while answers in flight finish
             question = events.question(message, me.id, origin)
-            await _last_word(self._reply(ChannelOutbox(message), question), STOPPED)
+            await _last_word(self._reply(ChannelOutbox(message), question), texts.RESTARTING)
 
     async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
         question = events.question(message, bot_id, origin)
@@ -226,20 +228,7 @@ class DiscordAdapter:
         return ask
 
     async def _on_ask(self, interaction: discord.Interaction, text: str, private: bool) -> None:
-        """Defer within Discord's 3 s first; the answer is made in the background."""
-        if not self._accepting:
-            await interaction.response.send_message(STOPPED, ephemeral=True)
-            return
-        try:
-            await interaction.response.defer(ephemeral=private, thinking=True)
-        except discord.HTTPException as exc:
-            log.warning("discord: /ask not acknowledged in time (HTTP %s)", exc.status)
-            return
-        self._spawn(self._answer_slash(interaction, text, private))
-
-    async def _answer_slash(
-        self, interaction: discord.Interaction, text: str, private: bool
-    ) -> None:
+        """Refuse privately, or defer within Discord's 3 s; the answer is made in the background."""
         channel = interaction.channel or discord.Object(interaction.channel_id or 0)
         question = Question(
             text,
@@ -248,6 +237,22 @@ class DiscordAdapter:
             "slash",
             groups=events.role_ids(interaction.user),
         )
+        refusal = self.service.screen(question) if self._accepting else None
+        if not self._accepting or refusal is not None:
+            message = refusal.message if refusal is not None else texts.RESTARTING
+            await interaction.response.send_message(message, ephemeral=True)
+            return
+        try:
+            await interaction.response.defer(ephemeral=private, thinking=True)
+        except discord.HTTPException as exc:
+            log.warning("discord: /ask not acknowledged in time (HTTP %s)", exc.status)
+            return
+        self._spawn(self._answer_slash(interaction, question, private))
+
+    async def _answer_slash(
+        self, interaction: discord.Interaction, question: Question, private: bool
+    ) -> None:
+        text = question.text
         shown = None
         if not private and _can_post(interaction):
             # The interaction token expires after 15 minutes, so a public answer is an ordinary
@@ -269,6 +274,8 @@ class DiscordAdapter:
 
     # ---- answering --------------------------------------------------------------------------
     def _reply(self, outbox: Outbox, question: Question) -> DiscordReply:
+        """The question's reply; from here on, this task's log records carry its request id."""
+        logs.request_id.set(question.request_id)
         log.info(
             "request %s: discord %s, %d chars",
             question.request_id,
@@ -292,9 +299,9 @@ class DiscordAdapter:
             raise
         except Exception:
             log.exception("request %s: posting the answer failed", question.request_id)
-            await _last_word(reply, POST_FAILED)
-            return
-        await self.feedback.answered(question, reply)
+            await _last_word(reply, POST_FAILED)  # unless the answer is shown already
+            outcome = "failed"
+        await self.feedback.answered(question, reply)  # if an answer was shown
         log.info(
             "request %s: %s after %.1f s (%d history turns)",
             question.request_id,

@@ -25,7 +25,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import logs
 from bot.config import ConfigError, Settings
+from bot.core import texts
 from bot.core.events import ConversationRef, Question
 from bot.core.service import AnswerService
 from bot.feedback.store import FeedbackStore
@@ -49,8 +51,7 @@ from inference.engine import Message
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-STOPPED = "Sorry, the bot was stopped before this answer was finished. Please ask again shortly."
-RESTARTING = "The bot is restarting; please ask again in a minute."
+STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
 BROKEN = "Sorry, something went wrong while answering. Please try again."
 CANNOT_POST = (
     "I can't post in this conversation. Invite me to the channel (`/invite @HuatuoGPT`) "
@@ -227,7 +228,8 @@ class SlackAdapter:
         text = (command.get("text") or "").strip()
         bot = self._identity()
         if text.lower() in ("", "help") or bot is None:
-            await ack(text=usage(self.command) if bot else RESTARTING, response_type="ephemeral")
+            reply = usage(self.command) if bot else texts.RESTARTING
+            await ack(text=reply, response_type="ephemeral")
             return
         await ack()
         if text.lower() == "quiz":
@@ -236,11 +238,10 @@ class SlackAdapter:
         self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
 
     async def _start_quiz(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
-        """`/huatuo quiz`, for those the allow-lists let use the bot in this channel."""
+        """`/huatuo quiz`, for those the allow-lists and the rate limit let start one here."""
         user, channel = command["user_id"], command["channel_id"]
-        where = ConversationRef("slack", channel, direct=channel.startswith("D"))
-        policy = self.service.admission.policy("slack")
-        refusal = policy.refusal_for(user, where, await self.usergroups.of(user))
+        groups = await self.usergroups.of(user)
+        refusal = self.service.admission.may_start(user, _where(channel), groups)
         if refusal is not None:
             await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
             return
@@ -253,7 +254,12 @@ class SlackAdapter:
     def _spawn(self, work: Coroutine[Any, Any, None], source: str | None) -> None:
         task = asyncio.create_task(work, name=f"slack-answer-{source}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("slack: %s failed unexpectedly", task.get_name(), exc_info=error)
 
     # ---- the answer, after the ack --------------------------------------------------------------
     async def _ask_in_channel(
@@ -261,6 +267,13 @@ class SlackAdapter:
     ) -> None:
         """Slash command: post the question to the channel, then answer in its thread."""
         channel, user, text = command["channel_id"], command["user_id"], command["text"].strip()
+        question = question_text(text, bot.user_id)
+        asked = Question(
+            question, user, _where(channel), "slash", groups=await self.usergroups.of(user)
+        )
+        if (refusal := self.service.screen(asked)) is not None:  # before anything is posted
+            await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
+            return
         try:
             posted = await self.client.chat_postMessage(
                 channel=channel, text=asked_text(user, text), unfurl_links=False
@@ -269,7 +282,7 @@ class SlackAdapter:
             log.warning("slack: cannot post a slash question in %s: %s", channel, exc)
             await _quietly(lambda: respond(text=CANNOT_POST, response_type="ephemeral"))
             return
-        question, ts = question_text(text, bot.user_id), posted["ts"]
+        ts = posted["ts"]
         await self._answer(Trigger("slash", channel, user, question, ts=ts, thread_ts=ts), bot)
 
     async def _answer(self, trigger: Trigger, bot: Identity) -> None:
@@ -284,13 +297,12 @@ class SlackAdapter:
         question = Question(
             text=trigger.text,
             author=trigger.user,
-            conversation=ConversationRef(
-                "slack", trigger.channel, trigger.thread_ts, direct=trigger.channel.startswith("D")
-            ),
+            conversation=_where(trigger.channel, trigger.thread_ts),
             origin=trigger.origin,
             history=history,
             groups=await self.usergroups.of(trigger.user),
         )
+        logs.request_id.set(question.request_id)  # on this task's log records from here on
         try:
             reply = await SlackReply.open(
                 self.client, trigger.channel, trigger.thread_ts, self.style, question.request_id
@@ -317,7 +329,7 @@ class SlackAdapter:
             log.exception("request %s: answering failed", question.request_id)
             if not reply.finished:  # never overwrite an answer already shown
                 await _quietly(lambda: reply.fail(BROKEN))
-            return
+            outcome = "failed"
         await self.feedback.answered(question, reply)
         log.info(
             "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
@@ -335,6 +347,11 @@ class SlackAdapter:
         except SlackApiError as exc:
             log.warning("slack: cannot read thread %s: %s", trigger.thread_ts, exc)
         return messages
+
+
+def _where(channel: str, thread: str | None = None) -> ConversationRef:
+    """A Slack conversation; direct-message channel ids start with D."""
+    return ConversationRef("slack", channel, thread, direct=channel.startswith("D"))
 
 
 async def _quietly(send: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 10.0) -> None:
