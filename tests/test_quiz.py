@@ -288,18 +288,25 @@ class Stop(Exception):
 
 
 class SimulatedTime:
-    """A clock and a sleep for CaseOfTheDay: sleeping moves the clock (by `wake(asked)`)."""
+    """A clock and a sleep for CaseOfTheDay: sleeping moves the clock (by `wake(asked)`), and
+    further by any suspend of the host that began during the sleep (a suspended host's sleep
+    stands still, as the monotonic clock does, while the wall clock goes on)."""
 
     def __init__(self, start: datetime, end: datetime) -> None:
         self.now, self.end = start, end
         self.wake: Callable[[float], float] = lambda asked: asked
+        self.suspends: list[tuple[datetime, datetime]] = []  # (asleep from, awake again)
         self.posts: list[tuple[str, datetime]] = []
 
     def clock(self) -> datetime:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        started = self.now
         self.now += timedelta(seconds=self.wake(seconds))
+        for asleep, awake in self.suspends:
+            if started <= asleep < self.now:
+                self.now += awake - asleep
         if self.now > self.end:
             raise Stop
         await asyncio.sleep(0)
@@ -356,13 +363,26 @@ async def test_waking_twice_early_or_late_still_posts_once_a_day() -> None:
     ]
 
     late = SimulatedTime(utc("2025-06-01 12:00"), utc("2025-06-05 20:00"))
-    delays = iter([3 * 3600, 0, 30 * 3600])  # 3 h late (same day), on time, then a day late
-    late.wake = lambda asked: asked + next(delays, 0)
+    late.suspends = [
+        (utc("2025-06-02 08:00"), utc("2025-06-02 11:00")),  # 3 h over the time, same day
+        (utc("2025-06-03 20:00"), utc("2025-06-05 14:00")),  # a whole day slept through
+    ]
     assert await late.run("slack:C1 09:00 UTC") == [
-        "C1 2025-06-02 12:00 UTC",
+        "C1 2025-06-02 11:01 UTC",  # within a minute of waking
         "C1 2025-06-03 09:00 UTC",
         # 2025-06-04 was slept through: not posted a day late, but 2025-06-05's comes late
-        "C1 2025-06-05 15:00 UTC",
+        "C1 2025-06-05 14:01 UTC",
+    ]
+
+
+async def test_a_host_asleep_overnight_and_at_the_time_posts_when_it_wakes_that_day() -> None:
+    # Asleep from the evening until after the next day's time: the wake-up must not wait for
+    # the rest of a day-long sleep, which would skip a day the bot was up for.
+    time = SimulatedTime(utc("2025-06-01 12:00"), utc("2025-06-03 12:00"))
+    time.suspends = [(utc("2025-06-01 20:00"), utc("2025-06-02 14:00"))]
+    assert await time.run("slack:C1 09:00 UTC") == [
+        "C1 2025-06-02 14:01 UTC",
+        "C1 2025-06-03 09:00 UTC",
     ]
 
 

@@ -12,7 +12,10 @@ API (stable):
 - `CaseOfTheDay(entries, posters)`: `posters` maps a platform name to `async post(channel)`
   (the adapters' `post_quiz`). `await scheduler.run()` fires each entry at most once per local
   calendar day, even if it wakes late or twice, until cancelled; a failed post is logged and the
-  schedule goes on. `clock` (aware now) and `sleep` are injectable for tests.
+  schedule goes on. It sleeps at most `STEP` seconds at a time and reads the wall clock after
+  each: sleeps run on the monotonic clock, which stands still while the host is suspended, so
+  a host that slept through the time posts within a minute of waking. `clock` (aware now) and
+  `sleep` are injectable for tests.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 PLATFORMS = ("slack", "discord")
 _ENTRY = re.compile(r"^(\w+):(\S+)\s+(\d{1,2}):(\d{2})\s+(\S+)$")
 EXAMPLE = "slack:C0123ABCD 08:00 Europe/London"
+STEP = 60.0  # longest single sleep, in seconds: how late a wake after a suspend can be
 
 Poster = Callable[[str], Awaitable[None]]
 
@@ -128,7 +132,7 @@ class CaseOfTheDay:
         self.sleep = sleep
 
     async def run(self) -> None:
-        """Sleep until the next firing, fire what is due, repeat; returns only if nothing to do."""
+        """Fire what is due, sleep towards the next firing, repeat; returns if nothing to do."""
         entries = [entry for entry in self.entries if self._poster(entry) is not None]
         if not entries:
             return
@@ -142,7 +146,8 @@ class CaseOfTheDay:
                 if due[entry] <= now:
                     await self._fire_once(entry, now)
                     due[entry] = entry.next_after(now)
-            await self.sleep(max(0.0, (min(due.values()) - self.clock()).total_seconds()))
+            wait = (min(due.values()) - self.clock()).total_seconds()
+            await self.sleep(min(STEP, max(0.0, wait)))
 
     def _poster(self, entry: DailyPost) -> Poster | None:
         poster = self.posters.get(entry.platform)
