@@ -165,15 +165,18 @@ async def serve(
         readiness.stopping = True
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        # New askers on every platform are told to come back while answers in flight finish;
-        # then the platforms disconnect, cancelling (and explaining) what is left.
+        # New askers on every platform are told to come back while answers in flight finish
+        # and open quizzes are revealed, together; then the platforms disconnect, cancelling
+        # (and explaining) what is left.
         began = time.monotonic()
-        if not await service.drain(settings.shutdown_grace):
-            log.warning("stopping: grace period over, cutting short the answers left")
         if schedule is not None:
             schedule.cancel()
             await asyncio.gather(schedule, return_exceptions=True)
-        await quizzes.close(max(settings.shutdown_grace - (time.monotonic() - began), 0.0))
+        drained, _ = await asyncio.gather(
+            service.drain(settings.shutdown_grace), quizzes.close(settings.shutdown_grace)
+        )
+        if not drained:
+            log.warning("stopping: grace period over, cutting short the answers left")
         grace = max(settings.shutdown_grace - (time.monotonic() - began), 0.0)
         await asyncio.gather(*(adapter.stop(grace) for adapter in started))
         await engine.close(grace=0)

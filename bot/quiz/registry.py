@@ -9,8 +9,9 @@ API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process)
 - `quizzes.open(starter, where, on_timeout, seconds=None, title="Quiz") -> Quiz`: picks an
   item, registers the quiz, starts the model's explanation and the timer (`seconds`, default
   `quizzes.seconds`; a case of the day passes `quizzes.case_seconds`). When the timer (or
-  shutdown) reveals the quiz, `await on_timeout(reveal)` publishes it. Raises `TooManyQuizzes`
-  when `max_open` are open. The adapter then posts the quiz and sets `quiz.message`; if posting
+  shutdown) reveals the quiz, `await on_timeout(reveal)` publishes it. Raises `QuizNotOpened`
+  (its message for the asker) when `max_open` are open (`TooManyQuizzes`) or after `close()`.
+  The adapter then posts the quiz and sets `quiz.message`; if posting
   fails, `discard(quiz)`.
 - `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped);
   `quizzes.posted_at(platform, channel, message) -> Quiz | None`: the open quiz of a message.
@@ -18,8 +19,9 @@ API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process)
   second time, RevealRefused for someone who may not). The caller publishes the result.
 - `quizzes.explain_wait`: how long a reveal waits for the model's explanation before saying it
   is not ready (the reveal itself never waits for it).
-- `await quizzes.close(grace)`: reveals every open quiz through its `on_timeout` (reason
-  "stopping"), giving them `grace` seconds, then cancels what is left.
+- `await quizzes.close(grace)`: opens no more quizzes; reveals every open quiz through its
+  `on_timeout` (reason "stopping") and lets timer reveals being published finish, giving them
+  `grace` seconds, then cancels what is left.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from bot.config import ConfigError, Settings
+from bot.core import texts as core_texts
 from bot.core.events import ConversationRef
 from bot.quiz import texts
 from bot.quiz.bank import BankError, QuestionBank
@@ -50,8 +53,12 @@ def load_bank(settings: Settings) -> QuestionBank:
         raise ConfigError(f"HUATUO_QUIZ_BANK: {exc}") from None
 
 
-class TooManyQuizzes(Exception):
-    """`max_open` quizzes are open already; the message is for the person who asked."""
+class QuizNotOpened(Exception):
+    """No quiz can be opened now; the message is for the person who asked."""
+
+
+class TooManyQuizzes(QuizNotOpened):
+    """`max_open` quizzes are open already."""
 
 
 class Quizzes:
@@ -67,7 +74,7 @@ class Quizzes:
         case_seconds: float = 21600.0,
         explain_wait: float = 10.0,
         answer_timeout: float = 600.0,
-        max_open: int = 100,
+        max_open: int = 20,
         admins: Mapping[str, Admins] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -84,6 +91,8 @@ class Quizzes:
         self._open: dict[str, Quiz] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._publishers: dict[str, OnReveal] = {}
+        self._publishing: set[asyncio.Task[None]] = set()  # timers publishing their reveal
+        self.closing = False  # set by close(): no new quizzes
 
     @classmethod
     def from_settings(
@@ -116,6 +125,8 @@ class Quizzes:
         title: str = "Quiz",
     ) -> Quiz:
         """A new quiz, with its explanation being generated and its timer running."""
+        if self.closing:
+            raise QuizNotOpened(core_texts.RESTARTING)
         if len(self._open) >= self.max_open:
             raise TooManyQuizzes(texts.TOO_MANY)
         seconds = self.seconds if seconds is None else seconds
@@ -164,8 +175,10 @@ class Quizzes:
             quiz.explanation.cancel()
 
     async def close(self, grace: float = 5.0) -> None:
-        """Reveal every open quiz now (the bot is stopping); cancel what exceeds `grace`."""
-        work = []
+        """Open no more quizzes; reveal every open one now (the bot is stopping), and let the
+        reveals being published finish; cancel what exceeds `grace`."""
+        self.closing = True
+        work = list(self._publishing)
         for quiz in list(self._open.values()):
             publish = self._publishers[quiz.id]
             if (result := self.reveal(quiz, None, stopping=True)) is not None:
@@ -189,7 +202,13 @@ class Quizzes:
         await asyncio.sleep(seconds)
         publish = self._publishers.get(quiz.id)
         if publish is not None and (result := self.reveal(quiz, None)) is not None:
-            await self._publish(publish, result)
+            task = asyncio.current_task()
+            assert task is not None
+            self._publishing.add(task)  # so close() waits for this reveal too
+            try:
+                await self._publish(publish, result)
+            finally:
+                self._publishing.discard(task)
 
     @staticmethod
     async def _publish(publish: OnReveal, result: Reveal) -> None:

@@ -25,7 +25,7 @@ from bot.core.events import ConversationRef
 from bot.core.splitting import split_text
 from bot.quiz import texts
 from bot.quiz.explanation import Explanation, ExplanationFailed
-from bot.quiz.registry import Quizzes, TooManyQuizzes
+from bot.quiz.registry import QuizNotOpened, Quizzes
 from bot.quiz.session import Quiz, Reveal, RevealRefused
 from bot.slack.events import Trigger
 from bot.slack.mrkdwn import escape, to_mrkdwn
@@ -94,7 +94,7 @@ class SlackQuiz:
         channel, user = command["channel_id"], command["user_id"]
         try:
             await self._post(channel, user, "Quiz", self.quizzes.seconds)
-        except TooManyQuizzes as exc:
+        except QuizNotOpened as exc:
             await respond(text=str(exc), response_type="ephemeral")
         except SlackApiError as exc:
             log.warning("slack: cannot post a quiz in %s: %s", channel, exc)
