@@ -78,6 +78,8 @@ def test_rate_limit_text_says_the_limit_and_when_to_come_back() -> None:
         "You've reached the limit of 5 questions per hour. Please try again in about 2 minutes."
     )
     assert "1 question per 10 minutes" in texts.rate_limited(1, 600, 30)
+    assert "8 questions per 90 minutes" in texts.rate_limited(8, 5400, 100)
+    assert "per 90 seconds" in texts.rate_limited(8, 90, 10)
 
 
 def test_one_question_at_a_time_is_released_even_when_answering_fails() -> None:

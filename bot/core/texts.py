@@ -84,10 +84,16 @@ ONE_AT_A_TIME = (
 )
 
 
-def _duration(seconds: float) -> str:
-    """A friendly duration: "45 seconds", "2 minutes", "1 hour"."""
-    if seconds < 60:
-        n, unit = max(1, round(seconds)), "second"
+def _duration(seconds: float, exact: bool = False) -> str:
+    """A friendly duration: "45 seconds", "2 minutes", "1 hour"; rounded, or (`exact`) in the
+    largest unit that divides it ("90 minutes", not "2 hours")."""
+    seconds = max(1, round(seconds))
+    if exact:
+        unit, size = next((u, n) for u, n in (("hour", 3600), ("minute", 60), ("second", 1))
+                          if seconds % n == 0)  # fmt: skip
+        n = seconds // size
+    elif seconds < 60:
+        n, unit = seconds, "second"
     elif seconds < 3600:
         n, unit = round(seconds / 60), "minute"
     else:
@@ -97,7 +103,7 @@ def _duration(seconds: float) -> str:
 
 def rate_limited(limit: int, window: float, wait: float) -> str:
     questions = "question" if limit == 1 else "questions"
-    per = _duration(window).removeprefix("1 ")  # "per hour", "per 10 minutes"
+    per = _duration(window, exact=True).removeprefix("1 ")  # "per hour", "per 90 minutes"
     return (
         f"You've reached the limit of {limit} {questions} per {per}. "
         f"Please try again in about {_duration(wait)}."
