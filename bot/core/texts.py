@@ -49,6 +49,8 @@ def too_long(length: int, limit: int) -> str:
     )
 
 
+BROKEN = "Sorry, something went wrong while answering. Please try again."
+
 CUT_SHORT = (
     "Sorry, the bot was restarted before this answer was finished. Please ask again in a minute."
 )

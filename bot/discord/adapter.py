@@ -33,7 +33,6 @@ from bot.quiz.registry import Quizzes
 log = logging.getLogger(__name__)
 
 STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
-POST_FAILED = "Sorry, something went wrong while posting the answer. Please ask again."
 LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer
 
 
@@ -299,7 +298,7 @@ class DiscordAdapter:
             raise
         except Exception:
             log.exception("request %s: posting the answer failed", question.request_id)
-            await _last_word(reply, POST_FAILED)  # unless the answer is shown already
+            await _last_word(reply, texts.BROKEN)  # unless the answer is shown already
             outcome = "failed"
         await self.feedback.answered(question, reply)  # if an answer was shown
         log.info(

@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
-BROKEN = "Sorry, something went wrong while answering. Please try again."
 CANNOT_POST = (
     "I can't post in this conversation. Invite me to the channel (`/invite @HuatuoGPT`) "
     "or ask me in a direct message."
@@ -328,7 +327,7 @@ class SlackAdapter:
         except Exception:
             log.exception("request %s: answering failed", question.request_id)
             if not reply.finished:  # never overwrite an answer already shown
-                await _quietly(lambda: reply.fail(BROKEN))
+                await _quietly(lambda: reply.fail(texts.BROKEN))
             outcome = "failed"
         await self.feedback.answered(question, reply)
         log.info(
