@@ -316,13 +316,16 @@ async def test_replies_to_an_open_quiz_are_not_answered_before_the_reveal(
     assert len(quizzes.engine.requests) == 1  # the quiz's explanation only
 
 
+LONG_CASE = " ".join(
+    f"Finding {i}: the patient reports fatigue and bleeding gums." for i in range(32)
+)
+LONG_ITEM = QuizItem("long-1", LONG_CASE, ITEM.options, "B")
+
+
 async def test_a_case_too_long_for_one_message_goes_above_the_buttons(
     fake: FakeDiscord, engine: ScriptedEngine
 ) -> None:
-    case = " ".join(
-        f"Finding {i}: the patient reports fatigue and bleeding gums." for i in range(32)
-    )
-    long_item = QuizItem("long-1", case, ITEM.options, "B")
+    case, long_item = LONG_CASE, LONG_ITEM
     quizzes = quizzes_of(engine, long_item, seconds=60)
     async with quiz_serving(fake, quizzes):
         interaction = await fake.dispatch_interaction("quiz")
@@ -429,6 +432,58 @@ async def test_a_question_in_the_thread_after_the_reveal_carries_the_quiz(
     result, explanation = thread_of(fake, quiz)[:2]
     assert quizzes.engine.requests[1].request.messages == (
         Message("user", f"{quiz['content']}\n\n{result['content']}"),
+        Message("assistant", explanation["content"].removesuffix(f"\n\n{DISCLAIMER}")),
+        Message("user", asked["content"]),
+    )
+
+
+async def test_a_question_in_the_thread_of_a_long_case_carries_the_case_above(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    quizzes = quizzes_of(engine, LONG_ITEM, seconds=60)
+    async with quiz_serving(fake, quizzes):
+        await fake.dispatch_interaction("quiz")
+        [quiz] = await until(
+            lambda: [m for m in fake.channel_messages(fake.channel_id) if buttons(m)]
+        )
+        await fake.click_button(quiz, reveal_id(quiz))
+        await until(lambda: len(thread_of(fake, quiz)) == 3)
+        [thread] = fake.threads
+        asked = await fake.dispatch_message("Why not vitamin D?", channel_id=thread.channel["id"])
+        await until(lambda: len(engine.requests) == 2 and len(thread_of(fake, quiz)) >= 6)
+
+    case, closed = fake.channel_messages(fake.channel_id)
+    result, explanation = thread_of(fake, quiz)[:2]
+    assert case["content"] == f"**Quiz**\n\n{LONG_CASE}"
+    assert engine.requests[1].request.messages == (
+        Message("user", f"{case['content']}\n\n{closed['content']}\n\n{result['content']}"),
+        Message("assistant", explanation["content"].removesuffix(f"\n\n{DISCLAIMER}")),
+        Message("user", asked["content"]),
+    )
+
+
+@pytest.mark.parametrize("item", [ITEM, LONG_ITEM], ids=["case", "long case"])
+async def test_a_reply_to_the_explanation_of_a_quiz_in_a_direct_message_carries_the_quiz(
+    fake: FakeDiscord, engine: ScriptedEngine, item: QuizItem
+) -> None:
+    quizzes = quizzes_of(engine, item, seconds=60)
+    async with quiz_serving(fake, quizzes, sync_guild=False):
+        await fake.dispatch_interaction("quiz", guild=False)
+        [quiz] = await until(lambda: [m for m in dm_of(fake) if buttons(m)])
+        await fake.click_button(quiz, reveal_id(quiz))
+        await until(lambda: dm_of(fake)[-1]["content"].startswith("**Thinking**"))
+        *posed, result, explanation, _ = dm_of(fake)
+        asked = await fake.dispatch_message(
+            "Why not vitamin D?", guild=False, message_reference=explanation["id"]
+        )
+        await until(lambda: len(engine.requests) == 2 and len(dm_of(fake)) == len(posed) + 6)
+
+    assert posed[-1] is quiz and len(posed) == (2 if item is LONG_ITEM else 1)
+    # With no thread, the model's answer replies to the quiz it explains, below the tally.
+    assert result["content"].startswith("**The correct answer is B: Vitamin C**")
+    assert explanation["message_reference"]["message_id"] == quiz["id"]
+    assert engine.requests[1].request.messages == (
+        Message("user", "\n\n".join(m["content"] for m in posed)),  # the case above, if long
         Message("assistant", explanation["content"].removesuffix(f"\n\n{DISCLAIMER}")),
         Message("user", asked["content"]),
     )

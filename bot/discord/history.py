@@ -5,12 +5,14 @@ Nothing is kept in memory, so conversations survive restarts. The bot's messages
 to nothing. An answer counts as final when it ends with the disclaimer footer, which is stripped;
 placeholders, progress and error messages lack it and are left out with their question; emergency
 notices (marked) are left out too. (With an empty HUATUO_DISCLAIMER every other reply of the bot
-counts.) Reading other people's messages in threads and through REST needs the message content
-intent.
+counts.) A quiz the bot posed, with its case when that came in messages above it, is the user's
+side of the turn its explanation answers. Reading other people's messages in threads and through
+REST needs the message content intent.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -18,11 +20,14 @@ import discord
 
 from bot.discord.events import is_bot_thread, question_text
 from bot.discord.outbox import NOTICE_MARK
+from bot.discord.quiz import CASE_ABOVE
 from inference.engine import Message
 
 THREAD_MESSAGES = 100  # how far back a thread is read
 REPLY_HOPS = 10  # how many earlier answers a chain of replies is followed through
 ANSWER_SCAN = 100  # messages after a question searched for its answer's parts
+CASE_SCAN = 10  # messages before a quiz searched for the case it shows in messages above
+TITLE = re.compile(r"\*\*[^*\n]+\*\*")  # a quiz's bold title, which starts its case too
 
 
 async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tuple[Message, ...]:
@@ -32,7 +37,7 @@ async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tup
         # The thread was started on an answer, whose conversation comes first; or on something
         # the bot posed (a quiz), which opens the thread's conversation.
         starter = await _fetch(channel.parent, channel.id) if channel.parent else None
-        opening = [starter] if starter and _posed(starter, bot_id) else []
+        opening = await _with_case(starter, bot_id) if starter and _posed(starter, bot_id) else []
         earlier = await _reply_chain(starter, bot_id, disclaimer) if starter else []
         recent = [m async for m in channel.history(limit=THREAD_MESSAGES, before=message)]
         return (*earlier, *_turns([*opening, *recent[::-1]], bot_id, disclaimer))
@@ -48,7 +53,7 @@ async def _reply_chain(answer: discord.Message, bot_id: int, disclaimer: str) ->
             break
         later = answer.channel.history(limit=ANSWER_SCAN, after=question)
         parts = [m async for m in later if m.author.id == bot_id and _reply_id(m) == question.id]
-        turns.append(_turns([question, *parts], bot_id, disclaimer))
+        turns.append(_turns([*await _with_case(question, bot_id), *parts], bot_id, disclaimer))
         if (previous := await _referenced(question)) is None:
             break
         answer = previous
@@ -85,6 +90,22 @@ def _posed(message: discord.Message, bot_id: int) -> bool:
         and message.reference is None
         and question_text(message, bot_id) is None
     )
+
+
+async def _with_case(message: discord.Message, bot_id: int) -> list[discord.Message]:
+    """`message`, after the messages holding its case when it is a quiz whose case is too long
+    to share a message with the options: the bot posted them just before it, the first one
+    starting with the quiz's title."""
+    title = TITLE.match(message.content)
+    if not (_posed(message, bot_id) and title and CASE_ABOVE in message.content):
+        return [message]
+    case: list[discord.Message] = []
+    async for earlier in message.channel.history(limit=CASE_SCAN, before=message):
+        if _posed(earlier, bot_id):
+            case.append(earlier)
+            if earlier.content.startswith(f"{title[0]}\n\n"):
+                return [*case[::-1], message]
+    return [message]
 
 
 def _answer_part(message: discord.Message, bot_id: int) -> bool:

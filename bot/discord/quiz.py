@@ -5,9 +5,11 @@ The buttons are `QuizButton` dynamic items: discord.py rebuilds one from the cus
 click (`huatuo-quiz:<quiz id>:<letter or reveal>`), so clicks are handled whatever became of the
 view that sent them. Every click is answered at once: learners get a private (ephemeral)
 confirmation, and the message shows only how many have answered. The reveal edits the message
-(buttons removed, the correct option marked) and opens a thread on it (in DMs and threads: the
-same conversation) with the correct answer and the tally, then the model's own answer, which
-`DiscordReply` posts like any answer, its thinking after it.
+(buttons removed, the correct option marked) and opens a thread on it with the correct answer and
+the tally, then the model's own answer, which `DiscordReply` posts like any answer (replying to
+the tally), its thinking after it. In DMs and threads, with no new thread, all of that follows in
+the same conversation and the model's answer replies to the quiz message itself: that is how
+`bot.discord.history` finds the case for a question replying to it.
 """
 
 from __future__ import annotations
@@ -282,21 +284,27 @@ class DiscordQuiz:
             log.warning("discord: quiz %s message not closed (HTTP %s)", quiz.id, exc.status)
         name = thread_name(f"{quiz.title}: {quiz.item.question}")
         try:
-            where = await open_thread(posted.message, name) or posted.message.channel
+            thread = await open_thread(posted.message, name)
+            where = thread or posted.message.channel
             shown = await where.send(texts.reveal_text(reveal), allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.error("discord: quiz %s answer not posted (HTTP %s)", quiz.id, exc.status)
             return
         if quiz.explanation is not None:
-            self._spawn(self._explain(quiz, quiz.explanation, shown, name))
+            answering = shown if thread else posted.message  # so that history finds the case
+            self._spawn(self._explain(quiz, quiz.explanation, answering, name))
 
     async def _explain(
-        self, quiz: Quiz, explanation: Explanation, revealed: discord.Message, name: str
+        self,
+        quiz: Quiz,
+        explanation: Explanation,
+        answering: discord.Message | discord.PartialMessage,
+        name: str,
     ) -> None:
-        """The model's answer below the reveal: at once if ready, else a note now and it later."""
-        reply = DiscordReply(
-            ChannelOutbox(revealed), name, disclaimer=self.disclaimer, request_id=f"quiz-{quiz.id}"
-        )
+        """The model's answer below the reveal, replying to `answering`: at once if ready, else a
+        note now and it later."""
+        outbox = ChannelOutbox(answering)  # type: ignore[arg-type]  # partial: enough to reply to
+        reply = DiscordReply(outbox, name, disclaimer=self.disclaimer, request_id=f"quiz-{quiz.id}")
         try:
             answer = await explanation.wait(self.quizzes.explain_wait)
             if answer is None:
