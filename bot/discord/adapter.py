@@ -82,7 +82,7 @@ class DiscordAdapter:
                 quizzes,
                 disclaimer=settings.disclaimer,
                 spawn=self._spawn,
-                policy=service.admission.policy("discord"),
+                admission=service.admission,
             )
             self.tree.add_command(self.quiz.command(), guild=self.sync_guild)
         self._tasks: set[asyncio.Task[None]] = set()

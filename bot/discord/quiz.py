@@ -25,7 +25,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot.core.admission import AccessPolicy
+from bot.core.admission import Admission
 from bot.core.splitting import split_text
 from bot.discord import events
 from bot.discord.outbox import MESSAGE_LIMIT, NO_PINGS, ChannelOutbox, open_thread
@@ -33,7 +33,7 @@ from bot.discord.reply import DiscordReply, thread_name
 from bot.quiz import texts
 from bot.quiz.bank import QuizItem
 from bot.quiz.explanation import Explanation, ExplanationFailed
-from bot.quiz.registry import Quizzes, TooManyQuizzes
+from bot.quiz.registry import QuizNotOpened, Quizzes
 from bot.quiz.session import Quiz, Reveal, RevealRefused
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,12 @@ class DiscordQuiz:
         *,
         disclaimer: str,
         spawn: Spawn,
-        policy: AccessPolicy | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.client = client
         self.quizzes = quizzes
         self.disclaimer = disclaimer
-        self.policy = policy or AccessPolicy()  # who may start a quiz, and where
+        self.admission = admission or Admission()  # who may start a quiz, where, how often
         self._spawn = spawn
         self._posted: dict[str, _Posted] = {}  # open quizzes by id
         self._counts: dict[str, asyncio.Task[None]] = {}  # pending "N answers" edits by quiz
@@ -122,20 +122,20 @@ class DiscordQuiz:
         return quiz
 
     async def _on_command(self, interaction: discord.Interaction) -> None:
-        """`/quiz`, for those the allow-lists let use the bot here: the quiz is the interaction's
-        response, so it is answered at once."""
+        """`/quiz`, for those the allow-lists and the rate limit let start one here: the quiz is
+        the interaction's response, so it is answered at once."""
         channel = interaction.channel
         if channel is None or not hasattr(channel, "get_partial_message"):
             await _whisper(interaction, CANNOT_POST)
             return
         user, roles = str(interaction.user.id), events.role_ids(interaction.user)
-        refusal = self.policy.refusal_for(user, events.conversation(channel), roles)
+        refusal = self.admission.may_start(user, events.conversation(channel), roles)
         if refusal is not None:
             await _whisper(interaction, refusal.message)
             return
         try:
             quiz = self._open(user, channel, self.quizzes.seconds, "Quiz")
-        except TooManyQuizzes as exc:
+        except QuizNotOpened as exc:
             await _whisper(interaction, str(exc))
             return
         try:
