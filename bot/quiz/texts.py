@@ -91,7 +91,7 @@ def closed_question_text(item: QuizItem, title: str, answered: int) -> str:
     return (
         f"**{title}** (closed)\n\n{item.question.strip()}\n\n{options}\n\n"
         f"_Revealed: the correct answer is {item.answer}. {answered_text(answered)} "
-        "The discussion is in the thread._"
+        "The tally and the model's explanation follow in its thread, or below it._"
     )
 
 
