@@ -19,6 +19,10 @@ from tests.test_slack import Bot, eventually, running, scripted
 fake = test_discord.fake  # the fake Discord fixture
 
 
+def answers_ok(question: str) -> Script:
+    return Script(("## Final Response\n\nok",))
+
+
 def question(author: str = "U1", channel: str = "C1", **where: object) -> Question:
     return Question("why?", author, ConversationRef("slack", channel, **where), "mention")
 
@@ -122,7 +126,7 @@ async def ask(bot: Bot, text: str, user: str = "U1", channel: str = "C1") -> str
 async def test_slack_channel_allow_list_refuses_elsewhere_and_admins_pass() -> None:
     admission = slack_admission(channels=frozenset({"C1"}), admins=frozenset({"UADMIN"}))
     async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        scripted(answers_ok) as engine,
         running(engine, admission=admission) as bot,
     ):
         assert await ask(bot, "what is sepsis?", channel="C2") == (
@@ -136,7 +140,7 @@ async def test_slack_channel_allow_list_refuses_elsewhere_and_admins_pass() -> N
 async def test_slack_user_group_members_are_allowed_others_told_whom_to_ask() -> None:
     admission = slack_admission(groups=frozenset({"S1"}))
     async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        scripted(answers_ok) as engine,
         running(engine, admission=admission) as bot,
     ):
         bot.slack.usergroups["S1"] = ["U2"]
@@ -149,7 +153,7 @@ async def test_slack_user_group_members_are_allowed_others_told_whom_to_ask() ->
 async def test_slack_direct_messages_can_be_turned_off() -> None:
     admission = slack_admission(allow_dms=False)
     async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        scripted(answers_ok) as engine,
         running(engine, admission=admission) as bot,
     ):
         ts = bot.slack.add_message("D1", "what is sepsis?")
@@ -161,7 +165,7 @@ async def test_slack_direct_messages_can_be_turned_off() -> None:
 async def test_slack_rate_limit_counts_per_person_and_says_when_to_return() -> None:
     admission = Admission(rate_limit=2, rate_window=3600)
     async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        scripted(answers_ok) as engine,
         running(engine, admission=admission) as bot,
     ):
         for _ in range(2):
@@ -199,7 +203,7 @@ async def ask_without_waiting(bot: Bot, text: str) -> str:
 async def test_emergency_notice_is_shown_even_when_the_question_is_refused() -> None:
     admission = slack_admission(channels=frozenset({"C1"}))
     async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
+        scripted(answers_ok) as engine,
         running(engine, admission=admission) as bot,
     ):
         ts = bot.slack.add_message("C2", f"<@{BOT_USER_ID}> I have crushing chest pain right now")
@@ -231,7 +235,7 @@ async def test_discord_server_channel_and_role_allow_lists(fake: FakeDiscord) ->
     nurses = await fake.add_role("nurses")
     nurse = fake.make_user("nurse", roles=(nurses,))
     visitor = fake.make_user("visitor")
-    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    engine = ScriptedEngine(answers_ok)
     await engine.start()
     try:
         other_server = discord_admission(guilds=frozenset({"1"}))
@@ -250,19 +254,6 @@ async def test_discord_server_channel_and_role_allow_lists(fake: FakeDiscord) ->
         assert len(engine.requests) == 1
     finally:
         await engine.close(grace=0)
-
-
-async def test_slack_quiz_follows_the_allow_lists() -> None:
-    admission = slack_admission(channels=frozenset({"C9"}))
-    async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
-        running(engine, admission=admission) as bot,
-    ):
-        url = bot.slack.new_response_url()
-        await bot.command("quiz", url)  # in C1
-        [response] = await eventually(lambda: bot.slack.responses[url])
-        assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
-        assert not bot.slack.calls_to("chat.postMessage"), "no quiz was posted"
 
 
 async def test_slack_a_full_queue_is_explained_and_the_waiting_are_told_their_place() -> None:
@@ -291,7 +282,7 @@ def _asked(bot: Bot) -> list[str]:
 
 
 async def test_discord_ask_in_an_allowed_server_and_channel_is_answered(fake: FakeDiscord) -> None:
-    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    engine = ScriptedEngine(answers_ok)
     await engine.start()
     guilds, channels = frozenset({fake.guild_id}), frozenset({fake.channel_id})
     here = discord_admission(guilds=guilds, channels=channels)
@@ -305,18 +296,19 @@ async def test_discord_ask_in_an_allowed_server_and_channel_is_answered(fake: Fa
     assert answer[0]["content"].startswith("ok")
 
 
-async def test_slack_slash_question_refused_privately_before_anything_is_posted() -> None:
+@pytest.mark.parametrize("command", ["my patient John Smith, MRN 12345: dose?", "quiz"])
+async def test_slack_slash_commands_are_refused_privately_before_anything_is_posted(
+    command: str,
+) -> None:
     admission = slack_admission(channels=frozenset({"C9"}))
-    async with (
-        scripted(lambda q: Script(("## Final Response\n\nok",))) as engine,
-        running(engine, admission=admission) as bot,
-    ):
+    async with scripted(answers_ok) as engine, running(engine, admission=admission) as bot:
         url = bot.slack.new_response_url()
-        await bot.command("my patient John Smith, MRN 12345: dose?", url)  # in C1
+        await bot.command(command, url)  # in C1
         [response] = await eventually(lambda: bot.slack.responses[url])
         await bot.idle()
     assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
-    assert not bot.slack.calls_to("chat.postMessage"), "the question was not shown in C1"
+    assert not bot.slack.calls_to("chat.postMessage"), "nothing was shown in C1"
+    assert not engine.requests
 
 
 async def test_slack_starting_quizzes_counts_toward_the_rate_limit() -> None:
@@ -339,7 +331,7 @@ async def test_discord_ask_refused_privately_and_roles_unknown_in_direct_message
     fake: FakeDiscord,
 ) -> None:
     nurses = await fake.add_role("nurses")
-    engine = ScriptedEngine(lambda q: Script(("## Final Response\n\nok",)))
+    engine = ScriptedEngine(answers_ok)
     await engine.start()
     try:
         async with serving(fake, engine, admission=discord_admission(groups=frozenset({nurses}))):
