@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import discord
@@ -15,6 +16,7 @@ import pytest
 
 from bot.core import texts as texts_core
 from bot.core.admission import AccessPolicy, Admission
+from bot.discord import history as history_module
 from bot.discord import quiz as discord_quiz
 from bot.discord.adapter import DiscordAdapter
 from bot.quiz import texts
@@ -487,3 +489,28 @@ async def test_a_reply_to_the_explanation_of_a_quiz_in_a_direct_message_carries_
         Message("assistant", explanation["content"].removesuffix(f"\n\n{DISCLAIMER}")),
         Message("user", asked["content"]),
     )
+
+
+def test_thinking_posted_before_a_quiz_in_a_thread_stays_out_of_its_history() -> None:
+    """A bot thread opened on an answer starts with its thinking; a /quiz there must not carry
+    that thinking to the model (history: questions and final answers only)."""
+    bot_id, disclaimer = 1, "_Check._"
+    ids = iter(range(100, 200))
+
+    def post(content: str, *, replying_to: int | None = None, by: int = bot_id) -> Any:
+        reference = None if replying_to is None else SimpleNamespace(message_id=replying_to)
+        author = SimpleNamespace(id=by, bot=by == bot_id)
+        return SimpleNamespace(
+            id=next(ids), content=content, author=author, reference=reference,
+            interaction_metadata=None,
+        )  # fmt: skip
+
+    thinking = [post("**Thinking**\n\nsecret reasoning"), post("more secret reasoning")]
+    quiz = post("**Quiz** (closed)\n\nWhich vitamin?\n\n**B.** Vitamin C ✅")
+    reveal = post("**The correct answer is B: Vitamin C**")
+    explanation = post(f"The model's answer: B.\n\n{disclaimer}", replying_to=reveal.id)
+    turns = history_module._turns([*thinking, quiz, reveal, explanation], bot_id, disclaimer)
+    assert turns == [
+        Message("user", f"{quiz.content}\n\n{reveal.content}"),
+        Message("assistant", "The model's answer: B."),
+    ]

@@ -21,6 +21,7 @@ import discord
 from bot.discord.events import is_bot_thread, question_text
 from bot.discord.outbox import NOTICE_MARK
 from bot.discord.quiz import CASE_ABOVE
+from bot.quiz import texts as quiz_texts
 from inference.engine import Message
 
 THREAD_MESSAGES = 100  # how far back a thread is read
@@ -28,6 +29,8 @@ REPLY_HOPS = 10  # how many earlier answers a chain of replies is followed throu
 ANSWER_SCAN = 100  # messages after a question searched for its answer's parts
 CASE_SCAN = 10  # messages before a quiz searched for the case it shows in messages above
 TITLE = re.compile(r"\*\*[^*\n]+\*\*")  # a quiz's bold title, which starts its case too
+QUIZ_HEADINGS = tuple(f"**{title}**" for title in quiz_texts.TITLES)
+THINKING_HEADING = "**Thinking"  # the first of the bot's thinking messages (see DiscordReply)
 
 
 async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tuple[Message, ...]:
@@ -64,11 +67,15 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
     """Question and final-answer turns from messages in order; everything else is dropped."""
     questions: dict[int, str] = {}
     parts: defaultdict[int | None, list[str]] = defaultdict(list)
-    posed: list[str] = []  # what the bot posed since the last question (a quiz, its reveal)
+    posed: list[str] | None = None  # the quiz being read (its case, itself, its reveal), if any
     for message in messages:
         if (text := question_text(message, bot_id)) is not None:
-            questions[message.id], posed = text, []
-        elif _posed(message, bot_id):  # the bot's answer to it will reply to the latest part
+            questions[message.id], posed = text, None
+        elif _posed(message, bot_id):  # the bot's answer to a quiz replies to its latest part
+            if _starts_quiz(message):
+                posed = []
+            if posed is None:
+                continue  # the bot's thinking, or anything else it posed outside a quiz
             posed.append(message.content)
             questions[message.id] = "\n\n".join(posed)
         elif _answer_part(message, bot_id) and (asked := _reply_id(message)) in questions:
@@ -79,6 +86,11 @@ def _turns(messages: Sequence[discord.Message], bot_id: int, disclaimer: str) ->
         if question and answer:
             turns += [Message("user", question), Message("assistant", answer)]
     return turns
+
+
+def _starts_quiz(message: discord.Message) -> bool:
+    """A quiz's first message: its title, then its case (not the buttons under a long case)."""
+    return message.content.startswith(QUIZ_HEADINGS) and CASE_ABOVE not in message.content
 
 
 def _posed(message: discord.Message, bot_id: int) -> bool:
@@ -101,7 +113,7 @@ async def _with_case(message: discord.Message, bot_id: int) -> list[discord.Mess
         return [message]
     case: list[discord.Message] = []
     async for earlier in message.channel.history(limit=CASE_SCAN, before=message):
-        if _posed(earlier, bot_id):
+        if _posed(earlier, bot_id) and not earlier.content.startswith(THINKING_HEADING):
             case.append(earlier)
             if earlier.content.startswith(f"{title[0]}\n\n"):
                 return [*case[::-1], message]

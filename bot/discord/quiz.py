@@ -134,7 +134,7 @@ class DiscordQuiz:
             await _whisper(interaction, refusal.message)
             return
         try:
-            quiz = self._open(user, channel, self.quizzes.seconds, "Quiz")
+            quiz = self._open(user, channel, self.quizzes.seconds, texts.QUIZ_TITLE)
         except QuizNotOpened as exc:
             await _whisper(interaction, str(exc))
             return
@@ -154,7 +154,7 @@ class DiscordQuiz:
         if not hasattr(channel, "get_partial_message"):
             raise ValueError(f"Discord channel {channel_id} does not take messages")
         seconds = self.quizzes.case_seconds
-        await self._post(self._open(None, channel, seconds, "Case of the day"), channel, seconds)
+        await self._post(self._open(None, channel, seconds, texts.CASE_TITLE), channel, seconds)
 
     def _open(self, starter: str | None, channel: Any, seconds: float, title: str) -> Quiz:
         where = events.conversation(channel)

@@ -122,7 +122,7 @@ class Quizzes:
         where: ConversationRef,
         on_timeout: OnReveal,
         seconds: float | None = None,
-        title: str = "Quiz",
+        title: str = texts.QUIZ_TITLE,
     ) -> Quiz:
         """A new quiz, with its explanation being generated and its timer running."""
         if self.closing:

@@ -7,6 +7,10 @@ from bot.quiz.session import Reveal, Tally
 
 CORRECT_MARK = "✅"
 
+QUIZ_TITLE = "Quiz"  # heads a quiz someone started
+CASE_TITLE = "Case of the day"  # heads a scheduled one
+TITLES = (QUIZ_TITLE, CASE_TITLE)
+
 
 def duration(seconds: float) -> str:
     """A friendly length of time: "45 seconds", "10 minutes", "1 hour 30 minutes"."""

@@ -93,7 +93,7 @@ class SlackQuiz:
         """`/huatuo quiz` (after the ack): post a quiz; problems are told privately."""
         channel, user = command["channel_id"], command["user_id"]
         try:
-            await self._post(channel, user, "Quiz", self.quizzes.seconds)
+            await self._post(channel, user, texts.QUIZ_TITLE, self.quizzes.seconds)
         except QuizNotOpened as exc:
             await respond(text=str(exc), response_type="ephemeral")
         except SlackApiError as exc:
@@ -102,7 +102,7 @@ class SlackQuiz:
 
     async def post_case_of_the_day(self, channel: str) -> None:
         """A scheduled quiz nobody started: revealed by its timer (or an admin)."""
-        await self._post(channel, None, "Case of the day", self.quizzes.case_seconds)
+        await self._post(channel, None, texts.CASE_TITLE, self.quizzes.case_seconds)
 
     async def _post(self, channel: str, starter: str | None, title: str, seconds: float) -> None:
         where = ConversationRef("slack", channel)
