@@ -346,3 +346,15 @@ async def test_discord_ask_refused_privately_and_roles_unknown_in_direct_message
     assert interaction["token"] in fake.originals, "answered at once, privately"
     assert told["content"] == texts.NO_ROLES_IN_DIRECT_MESSAGES
     assert not engine.requests
+
+
+async def test_a_refused_slash_question_still_gets_the_emergency_notice_first() -> None:
+    admission = slack_admission(channels=frozenset({"C9"}))
+    async with scripted(answers_ok) as engine, running(engine, admission=admission) as bot:
+        url = bot.slack.new_response_url()
+        await bot.command("I want to kill myself", url)  # in C1
+        [response] = await eventually(lambda: bot.slack.responses[url])
+    assert response["response_type"] == "ephemeral"
+    assert "988" in response["text"], "crisis lines first"
+    assert response["text"].endswith(texts.NOT_IN_THIS_CHANNEL)
+    assert not bot.slack.calls_to("chat.postMessage")

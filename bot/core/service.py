@@ -88,10 +88,14 @@ class AnswerService:
 
     def screen(self, question: Question) -> Refusal | None:
         """Why `question` would be refused now (counted as a refusal), without taking it: for a
-        platform to refuse privately before posting anything."""
+        platform to refuse privately before posting anything. An emergency notice heads it."""
         refusal = self._as_asked(question) or self.admission.precheck(question)
-        if refusal is not None:
-            self._count(question, refusal)
+        if refusal is None:
+            return None
+        self._count(question, refusal)
+        if (notice := emergency_notice(question.text)) is not None:  # first, even so
+            log.info("request %s: emergency notice", question.request_id)
+            return Refusal(refusal.kind, f"{notice}\n\n{refusal.message}")
         return refusal
 
     async def answer(self, question: Question, reply: Reply) -> Outcome:

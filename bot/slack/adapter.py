@@ -43,6 +43,7 @@ from bot.slack.events import (
     thread_history,
 )
 from bot.slack.feedback import SlackFeedback
+from bot.slack.mrkdwn import to_mrkdwn
 from bot.slack.quiz import SlackQuiz
 from bot.slack.reply import ReplyStyle, SlackReply, asked_text
 from bot.slack.usergroups import UserGroups
@@ -271,7 +272,8 @@ class SlackAdapter:
             question, user, _where(channel), "slash", groups=await self.usergroups.of(user)
         )
         if (refusal := self.service.screen(asked)) is not None:  # before anything is posted
-            await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
+            text = to_mrkdwn(refusal.message)
+            await _quietly(lambda: respond(text=text, response_type="ephemeral"))
             return
         try:
             posted = await self.client.chat_postMessage(
