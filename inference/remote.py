@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -161,6 +162,7 @@ class _RemoteGeneration(Generation):
     ) -> None:
         super().__init__(request, loop)
         self._on_cancel = on_cancel
+        self.context = contextvars.copy_context()  # the asker's, for its stream's task and logs
 
     def cancel(self) -> None:
         super().cancel()
@@ -199,7 +201,7 @@ class RemoteEngine:
         self.backoff = backoff
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
-        self._waiting: deque[Generation] = deque()
+        self._waiting: deque[_RemoteGeneration] = deque()
         self._tasks: dict[Generation, asyncio.Task[None]] = {}
         self._ids = itertools.count(1)
 
@@ -276,10 +278,11 @@ class RemoteEngine:
             await self._session.close()
 
     # ---- the line and the slots ------------------------------------------------------------
-    def _begin(self, generation: Generation) -> None:
+    def _begin(self, generation: _RemoteGeneration) -> None:
         generation._position = None
         generation.stats.started_at = time.monotonic()
-        task = asyncio.get_running_loop().create_task(self._serve(generation))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._serve(generation), context=generation.context)
         self._tasks[generation] = task
         task.add_done_callback(lambda _: self._ended(generation))
 
