@@ -311,20 +311,27 @@ async def test_slack_slash_commands_are_refused_privately_before_anything_is_pos
     assert not engine.requests
 
 
-async def test_slack_starting_quizzes_counts_toward_the_rate_limit() -> None:
+async def test_slack_a_posted_quiz_counts_toward_the_rate_limit_a_failed_one_does_not() -> None:
     admission = Admission(rate_limit=1, rate_window=3600)
     async with (
         scripted(lambda q: Script(("## Final Response\n\nThe answer is A.",))) as engine,
         running(engine, admission=admission) as bot,
     ):
+
+        async def refused_quiz() -> str:
+            """/huatuo quiz that is not posted: what the starter was told privately."""
+            url = bot.slack.new_response_url()
+            await bot.command("quiz", url)
+            [response] = await eventually(lambda: bot.slack.responses[url])
+            return response["text"]
+
+        bot.slack.error_next("chat.postMessage", "not_in_channel")
+        assert (await refused_quiz()).startswith("I can't post a quiz")
+        assert admission.limiter.tracked == 0, "a quiz that was not posted is not counted"
         await bot.command("quiz")
-        await eventually(lambda: bot.slack.calls_to("chat.postMessage"))
-        url = bot.slack.new_response_url()
-        await bot.command("quiz", url)
-        [response] = await eventually(lambda: bot.slack.responses[url])
-    assert response["text"].startswith("You've reached the limit of 1 question per hour.")
-    posted = [c for c in bot.slack.calls_to("chat.postMessage") if "thread_ts" not in c.params]
-    assert len(posted) == 1, "one quiz posted"
+        await eventually(lambda: admission.limiter.tracked == 1)  # posted, and counted
+        over_the_limit = await refused_quiz()
+    assert over_the_limit.startswith("You've reached the limit of 1 question per hour.")
 
 
 async def test_discord_ask_refused_privately_and_roles_unknown_in_direct_messages(

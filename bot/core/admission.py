@@ -171,9 +171,14 @@ class Admission:
     def may_start(
         self, author: str, where: ConversationRef, groups: frozenset[str] = frozenset()
     ) -> Refusal | None:
-        """Why `author` may not start a quiz in `where`, or None; a start counts toward the
-        rate limit, as a question does (its explanation is a generation too)."""
-        return self._check(author, where, groups, one_at_a_time=False, count=True)
+        """Why `author` may not start a quiz in `where`, or None. Starts count toward the rate
+        limit like questions (the model explains every quiz): call `started` once one is up."""
+        return self._check(author, where, groups, one_at_a_time=False, count=False)
+
+    def started(self, author: str, where: ConversationRef) -> None:
+        """Count a quiz `author` started toward their rate limit (admins are not counted)."""
+        if not self.policy(where.platform).is_admin(author):
+            self.limiter.acquire(self._key(where.platform, author))
 
     @contextmanager
     def admit(self, question: Question) -> Iterator[Refusal | None]:

@@ -129,7 +129,8 @@ class DiscordQuiz:
             await _whisper(interaction, CANNOT_POST)
             return
         user, roles = str(interaction.user.id), events.role_ids(interaction.user)
-        refusal = self.admission.may_start(user, events.conversation(channel), roles)
+        where = events.conversation(channel)
+        refusal = self.admission.may_start(user, where, roles)
         if refusal is not None:
             await _whisper(interaction, refusal.message)
             return
@@ -144,6 +145,8 @@ class DiscordQuiz:
             log.warning("discord: quiz %s not posted (HTTP %s)", quiz.id, exc.status)
             if not interaction.response.is_done():
                 await _whisper(interaction, CANNOT_POST)
+        else:
+            self.admission.started(user, where)
 
     async def post_case_of_the_day(self, channel_id: str) -> None:
         """A scheduled quiz nobody started, in a channel given by id: revealed by its timer (or

@@ -241,11 +241,13 @@ class SlackAdapter:
         """`/huatuo quiz`, for those the allow-lists and the rate limit let start one here."""
         user, channel = command["user_id"], command["channel_id"]
         groups = await self.usergroups.of(user)
-        refusal = self.service.admission.may_start(user, _where(channel), groups)
+        admission = self.service.admission
+        refusal = admission.may_start(user, _where(channel), groups)
         if refusal is not None:
             await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
             return
-        await self.quiz.start(command, respond)
+        if await self.quiz.start(command, respond):
+            admission.started(user, _where(channel))
 
     async def post_quiz(self, channel: str) -> None:
         """Post a case-of-the-day quiz into `channel` (the scheduler calls this)."""

@@ -89,8 +89,9 @@ class SlackQuiz:
         app.action(REVEAL_ACTION)(self._on_reveal)
 
     # ---- starting ------------------------------------------------------------------------------
-    async def start(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
-        """`/huatuo quiz` (after the ack): post a quiz; problems are told privately."""
+    async def start(self, command: Mapping[str, Any], respond: AsyncRespond) -> bool:
+        """`/huatuo quiz` (after the ack): post a quiz, or tell the starter privately why not;
+        whether it was posted."""
         channel, user = command["channel_id"], command["user_id"]
         try:
             await self._post(channel, user, texts.QUIZ_TITLE, self.quizzes.seconds)
@@ -99,6 +100,9 @@ class SlackQuiz:
         except SlackApiError as exc:
             log.warning("slack: cannot post a quiz in %s: %s", channel, exc)
             await respond(text=CANNOT_POST, response_type="ephemeral")
+        else:
+            return True
+        return False
 
     async def post_case_of_the_day(self, channel: str) -> None:
         """A scheduled quiz nobody started: revealed by its timer (or an admin)."""
