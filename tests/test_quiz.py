@@ -271,7 +271,9 @@ async def test_too_many_open_quizzes_are_refused_and_shutdown_reveals_the_rest()
         quizzes.open("U2", WHERE, publish)
         with pytest.raises(TooManyQuizzes):
             quizzes.open("U3", WHERE, publish)
+        case = quizzes.open(None, WHERE, publish, title="Case of the day")  # never skipped
         quizzes.discard(first)
+        quizzes.discard(case)
         quizzes.open("U3", WHERE, publish)
         await quizzes.close(grace=1.0)
         assert sorted(r.quiz.starter for r in published) == ["U2", "U3"]  # type: ignore[type-var]

@@ -10,7 +10,8 @@ API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process)
   item, registers the quiz, starts the model's explanation and the timer (`seconds`, default
   `quizzes.seconds`; a case of the day passes `quizzes.case_seconds`). When the timer (or
   shutdown) reveals the quiz, `await on_timeout(reveal)` publishes it. Raises `QuizNotOpened`
-  (its message for the asker) when `max_open` are open (`TooManyQuizzes`) or after `close()`.
+  (its message for the asker) when `max_open` people's quizzes are open (`TooManyQuizzes`; a
+  case of the day, with no starter, is always opened) or after `close()`.
   The adapter then posts the quiz and sets `quiz.message`; if posting
   fails, `discard(quiz)`.
 - `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped);
@@ -127,7 +128,7 @@ class Quizzes:
         """A new quiz, with its explanation being generated and its timer running."""
         if self.closing:
             raise QuizNotOpened(core_texts.RESTARTING)
-        if len(self._open) >= self.max_open:
+        if starter is not None and len(self._open) >= self.max_open:  # not the case of the day
             raise TooManyQuizzes(texts.TOO_MANY)
         seconds = self.seconds if seconds is None else seconds
         admins = self.admins.get(where.platform, ())
