@@ -236,6 +236,7 @@ class DiscordAdapter:
             "slash",
             groups=events.role_ids(interaction.user),
         )
+        logs.request_id.set(question.request_id)  # this interaction's log records from here on
         refusal = self.service.screen(question) if self._accepting else None
         if not self._accepting or refusal is not None:
             message = refusal.message if refusal is not None else texts.RESTARTING
@@ -251,6 +252,7 @@ class DiscordAdapter:
     async def _answer_slash(
         self, interaction: discord.Interaction, question: Question, private: bool
     ) -> None:
+        logs.request_id.set(question.request_id)  # on this task's log records from here on
         text = question.text
         shown = None
         if not private and _can_post(interaction):

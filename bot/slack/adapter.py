@@ -7,6 +7,7 @@ adapter tracks, so the ack goes out at once and stop() can finish or cancel answ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -273,6 +274,7 @@ class SlackAdapter:
         asked = Question(
             question, user, _where(channel), "slash", groups=await self.usergroups.of(user)
         )
+        logs.request_id.set(asked.request_id)  # on this task's log records from here on
         if (refusal := self.service.screen(asked)) is not None:  # before anything is posted
             text = to_mrkdwn(refusal.message)
             await _quietly(lambda: respond(text=text, response_type="ephemeral"))
@@ -286,26 +288,25 @@ class SlackAdapter:
             await _quietly(lambda: respond(text=CANNOT_POST, response_type="ephemeral"))
             return
         ts = posted["ts"]
-        await self._answer(Trigger("slash", channel, user, question, ts=ts, thread_ts=ts), bot)
+        trigger = Trigger("slash", channel, user, question, ts=ts, thread_ts=ts)
+        await self._answer(trigger, bot, asked)
 
-    async def _answer(self, trigger: Trigger, bot: Identity) -> None:
-        """Placeholder, service, delivery; errors and stops end as a message to the asker."""
+    async def _answer(self, trigger: Trigger, bot: Identity, asked: Question | None = None) -> None:
+        """Placeholder, service, delivery; errors and stops end as a message to the asker.
+        `asked`: the question as already screened (a slash command), else made from `trigger`."""
         started = time.monotonic()
+        where = _where(trigger.channel, trigger.thread_ts)
+        if asked is None:
+            groups = await self.usergroups.of(trigger.user)
+            asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
+        logs.request_id.set(asked.request_id)  # on this task's log records from here on
         history: tuple[Message, ...] = ()
         if trigger.in_thread:
             replies = await self._replies(trigger)
             if trigger.origin == "follow-up" and not bot_answered(replies, bot):
                 return
             history = thread_history(replies, trigger.ts, bot, self.style.footer)
-        question = Question(
-            text=trigger.text,
-            author=trigger.user,
-            conversation=_where(trigger.channel, trigger.thread_ts),
-            origin=trigger.origin,
-            history=history,
-            groups=await self.usergroups.of(trigger.user),
-        )
-        logs.request_id.set(question.request_id)  # on this task's log records from here on
+        question = dataclasses.replace(asked, conversation=where, history=history)
         try:
             reply = await SlackReply.open(
                 self.client, trigger.channel, trigger.thread_ts, self.style, question.request_id
