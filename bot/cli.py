@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from bot import console, logs
 from bot.config import ConfigError, Settings
+from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec, remote_engine
 from bot.evaluation import command as evaluation
@@ -87,7 +88,9 @@ def _with_service(
         engine = make_engine(settings)
         await engine.start()
         try:
-            return await work(make_service(settings, engine))
+            # The terminal is its operator's: no allow-lists, rate limit or one-at-a-time.
+            terminal = Admission(one_at_a_time=False)
+            return await work(make_service(settings, engine, admission=terminal))
         finally:
             await engine.close(grace=0)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.admission import AccessPolicy, Admission
@@ -21,6 +22,20 @@ def _split_ids(value: object) -> object:
 
 # A list of ids from the environment: comma- or space-separated; empty allows everyone.
 Ids = Annotated[frozenset[str], NoDecode, BeforeValidator(_split_ids)]
+
+# What the ids in each allow-list look like, and where to find one: a name such as "#general"
+# would never match, so everyone would be refused there.
+ID_FORMS = {
+    "slack_allowed_channels": (r"[CGD][A-Z0-9]+", "C0123ABCD", "the channel's details"),
+    "slack_allowed_users": (r"[UW][A-Z0-9]+", "U0123ABCD", "the person's profile → ⋮"),
+    "slack_admins": (r"[UW][A-Z0-9]+", "U0123ABCD", "the person's profile → ⋮"),
+    "slack_allowed_usergroups": (r"S[A-Z0-9]+", "S0123ABCD", "the user group's page URL"),
+    **{
+        f"discord_{name}": (r"\d{15,21}", "123456789012345678", "Developer Mode → Copy ID")
+        for name in ("allowed_guilds", "allowed_channels", "allowed_roles", "allowed_users")
+    },
+    "discord_admins": (r"\d{15,21}", "123456789012345678", "Developer Mode → Copy User ID"),
+}
 
 
 class Settings(BaseSettings):
@@ -93,6 +108,19 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(*ID_FORMS)
+    @classmethod
+    def _ids_look_like_ids(cls, value: frozenset[str], info: ValidationInfo) -> frozenset[str]:
+        pattern, example, where = ID_FORMS[info.field_name or ""]
+        wrong = sorted(item for item in value if not re.fullmatch(pattern, item))
+        if wrong:
+            verb = "is not an id" if len(wrong) == 1 else "are not ids"
+            raise ValueError(
+                f"{', '.join(map(repr, wrong))} {verb}; ids look like {example} "
+                f"(find one in {where})"
+            )
+        return value
 
     @field_validator("case_of_the_day")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.config import ConfigError, Settings
 from bot.core.adapter import Adapter
+from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.engines import make_engine
 from bot.feedback.store import FeedbackStore, open_store
@@ -37,8 +38,13 @@ def configured_platforms(settings: Settings) -> list[str]:
 
 
 def make_service(
-    settings: Settings, engine: BatchEngine | RemoteEngine, metrics: Metrics | None = None
+    settings: Settings,
+    engine: BatchEngine | RemoteEngine,
+    metrics: Metrics | None = None,
+    admission: Admission | None = None,
 ) -> AnswerService:
+    """The service with the settings' sampling, limits and privacy; `admission` defaults to the
+    chat platforms' allow-lists and rate limit."""
     return AnswerService(
         engine,
         settings.sampling,
@@ -47,7 +53,7 @@ def make_service(
         answer_timeout=settings.answer_timeout,
         redact_phi=settings.redact_before_sending,
         metrics=metrics,
-        admission=settings.admission(),
+        admission=admission or settings.admission(),
     )
 
 

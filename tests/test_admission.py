@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.core import texts
@@ -96,6 +99,23 @@ def test_one_question_at_a_time_is_released_even_when_answering_fails() -> None:
     assert admission.in_flight == 0
     with admission.admit(question()) as again:
         assert again is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "example"),
+    [
+        ("SLACK_ALLOWED_CHANNELS", "#general", "C0123ABCD"),
+        ("SLACK_ALLOWED_USERGROUPS", "@nurses", "S0123ABCD"),
+        ("SLACK_ADMINS", "dr.wang", "U0123ABCD"),
+        ("DISCORD_ALLOWED_ROLES", "Nurses", "123456789012345678"),
+    ],
+)
+def test_a_name_where_an_id_belongs_is_refused_with_how_to_find_the_id(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, example: str
+) -> None:
+    monkeypatch.setenv(name, f"{value}, {example}")  # one name, one id
+    with pytest.raises(ValidationError, match=rf"'{re.escape(value)}' is not an id.*{example}"):
+        Settings(_env_file=None)
 
 
 def test_settings_read_comma_or_space_separated_ids(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from bot import cli
 from bot.cli import main
+from inference.scripted import ScriptedEngine
 
 SETTINGS = [
     "HUATUO_MODEL", "HUATUO_BACKEND", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN",
@@ -128,3 +130,12 @@ async def test_chat_keeps_the_conversation_with_final_answers_only(scripted_engi
     ]
     out = capsys.readouterr().out
     assert out.index("Thinking") < out.index("Final response") < out.index("Footer")
+
+
+def test_demo_answers_every_question_at_once(clean_env, capsys, monkeypatch):
+    """The demo asks as one person, all at once: the terminal has no one-at-a-time rule."""
+    monkeypatch.setattr(cli, "make_engine", lambda settings: ScriptedEngine())
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    questions = out.count("\n=== Question ")
+    assert questions >= 6 and out.count("Answer to: ") == questions, out[-2000:]

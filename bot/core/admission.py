@@ -116,8 +116,11 @@ class Admission:
         rate_limit: int = 0,
         rate_window: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        one_at_a_time: bool = True,
     ) -> None:
         self.policies = dict(policies or {})
+        self.one_at_a_time = one_at_a_time  # off for the terminal, whose operator asks at will
         self.limiter = RateLimiter(rate_limit, rate_window, clock)
         self._in_flight: set[str] = set()
 
@@ -146,7 +149,7 @@ class Admission:
         policy = self.policy(platform)
         if (refusal := policy.refusal_for(author, where, groups)) is not None:
             return refusal
-        if one_at_a_time and self.busy(platform, author):
+        if one_at_a_time and self.one_at_a_time and self.busy(platform, author):
             return Refusal("one at a time", texts.ONE_AT_A_TIME)
         if policy.is_admin(author):
             return None
