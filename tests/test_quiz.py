@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -181,6 +181,16 @@ def answer_b(question: str) -> Script:
     return Script(tuple(text[i : i + 5] for i in range(0, len(text), 5)))
 
 
+def recorder() -> tuple[list[Reveal], Callable[[Reveal], Awaitable[None]]]:
+    """A publish function for quizzes, and the list of what it was given."""
+    published: list[Reveal] = []
+
+    async def publish(reveal: Reveal) -> None:
+        published.append(reveal)
+
+    return published, publish
+
+
 async def started(engine: ScriptedEngine) -> ScriptedEngine:
     await engine.start()
     return engine
@@ -189,10 +199,7 @@ async def started(engine: ScriptedEngine) -> ScriptedEngine:
 async def test_the_timer_reveals_once_and_the_explanation_is_ready() -> None:
     engine = await started(ScriptedEngine(answer_b))
     quizzes = Quizzes(bank_of(ITEM), engine, SAMPLING, seconds=0.2)
-    published: list[Reveal] = []
-
-    async def publish(reveal: Reveal) -> None:
-        published.append(reveal)
+    published, publish = recorder()
 
     try:
         q = quizzes.open("U-starter", WHERE, publish)
@@ -215,10 +222,7 @@ async def test_the_timer_reveals_once_and_the_explanation_is_ready() -> None:
 async def test_a_person_revealing_stops_the_timer() -> None:
     engine = await started(ScriptedEngine(answer_b))
     quizzes = Quizzes(bank_of(ITEM), engine, SAMPLING, seconds=0.2)
-    published: list[Reveal] = []
-
-    async def publish(reveal: Reveal) -> None:
-        published.append(reveal)
+    published, publish = recorder()
 
     try:
         q = quizzes.open("U-starter", WHERE, publish)
@@ -261,10 +265,7 @@ async def test_an_explanation_not_ready_in_time_comes_later_and_failures_are_sai
 async def test_too_many_open_quizzes_are_refused_and_shutdown_reveals_the_rest() -> None:
     engine = await started(ScriptedEngine(answer_b))
     quizzes = Quizzes(bank_of(ITEM), engine, SAMPLING, seconds=60, max_open=2)
-    published: list[Reveal] = []
-
-    async def publish(reveal: Reveal) -> None:
-        published.append(reveal)
+    published, publish = recorder()
 
     try:
         first = quizzes.open("U1", WHERE, publish)
