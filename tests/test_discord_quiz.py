@@ -25,6 +25,7 @@ from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from inference.engine import Message, SamplingParams
 from inference.scripted import Script, ScriptedEngine
+from tests import test_discord
 from tests.fakes.discord import EPHEMERAL, FakeDiscord, buttons
 from tests.test_discord import DISCLAIMER, serving, until
 from tests.test_quiz import ITEM
@@ -40,12 +41,7 @@ def explain_b(prompt: str, stall_at: int | None = None) -> Script:
     return Script(chunks, stall_at=stall_at)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=500)
-    await server.start()
-    yield server
-    await server.stop()
+fake = test_discord.fake  # the fake Discord fixture
 
 
 @pytest.fixture
