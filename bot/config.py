@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias="HUATUO_OPENAI_BASE_URL")
     openai_api_key: str | None = Field(None, validation_alias="HUATUO_OPENAI_API_KEY")
     openai_model: str | None = Field(None, validation_alias="HUATUO_OPENAI_MODEL")
+    openai_idle_timeout: float = Field(120.0, gt=0, validation_alias="HUATUO_OPENAI_IDLE_TIMEOUT")
     max_new_tokens: int = Field(2048, ge=1, le=32768, validation_alias="HUATUO_MAX_NEW_TOKENS")
     temperature: float = Field(0.5, ge=0.0, le=2.0, validation_alias="HUATUO_TEMPERATURE")
     top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")

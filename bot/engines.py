@@ -63,6 +63,7 @@ def remote_engine(settings: Settings) -> RemoteEngine:
             api_key=settings.openai_api_key,
             max_batch=settings.max_batch,
             max_queue=settings.max_queue,
+            read_timeout=settings.openai_idle_timeout,
         )
     except ValueError as exc:
         raise ConfigError(f"HUATUO_OPENAI_BASE_URL: {exc}") from exc
