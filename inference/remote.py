@@ -6,6 +6,8 @@ running request is a task on the asyncio loop that streams `POST /v1/chat/comple
 events). At most `max_batch` streams are open at once; more wait in a bounded line and know their
 place. Connection errors and 5xx / 429 answers are retried with backoff until the first text
 arrives, never after (no text is ever sent twice); past that, a failure fails that request alone.
+A stream that gave its finish_reason is complete: what the connection does afterwards (close
+without `data: [DONE]`, break, or stay open and silent) no longer matters.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from inference.engine import (
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY = 10.0  # seconds; also caps a server's Retry-After
+_AFTER_FINISH = 2.0  # seconds a finished stream waits for its usage and [DONE]
 
 
 class ModelServerError(EngineError):
@@ -415,35 +418,57 @@ class RemoteEngine:
             retryable=True,
         )
 
+    def _event(self, data: str) -> dict[str, Any]:
+        """One chunk of the stream; raises ModelServerError for garbage or an error event."""
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise ModelServerError(
+                f"The model server at {self.server} sent something that is not JSON."
+            ) from exc
+        if error := event.get("error"):
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ModelServerError(f"The model server at {self.server} failed: {message}")
+        return event
+
     async def _read(self, generation: Generation, response: aiohttp.ClientResponse) -> FinishReason:
-        """Emit each content delta; take token counts from `usage` when the server sends it."""
+        """Emit each content delta; take token counts from `usage` when the server sends it.
+
+        After the finish_reason, wait at most `_AFTER_FINISH` s for the rest: the answer is whole.
+        """
         stats = generation.stats
         finish: FinishReason | None = None
         chunks, counted = 0, False
-        async for data in _sse_data(response.content):
-            if data.strip() == "[DONE]":
-                return finish or "stop"
-            try:
-                event = json.loads(data)
-            except ValueError as exc:
-                raise ModelServerError(
-                    f"The model server at {self.server} sent something that is not JSON."
-                ) from exc
-            if error := event.get("error"):
-                message = error.get("message", error) if isinstance(error, dict) else error
-                raise ModelServerError(f"The model server at {self.server} failed: {message}")
-            if usage := event.get("usage"):
-                stats.prompt_tokens = usage.get("prompt_tokens") or stats.prompt_tokens
-                stats.completion_tokens = usage.get("completion_tokens") or chunks
-                counted = True
-            for choice in event.get("choices") or ():
-                if text := (choice.get("delta") or {}).get("content"):
-                    chunks += 1
-                    if not counted:
-                        stats.completion_tokens = chunks
-                    generation._emit(text)
-                if reason := choice.get("finish_reason"):
-                    finish = "length" if reason == "length" else "stop"
+        try:
+            async with asyncio.timeout(None) as tail:
+                async for data in _sse_data(response.content):
+                    if data.strip() == "[DONE]":
+                        return finish or "stop"
+                    event = self._event(data)
+                    if usage := event.get("usage"):
+                        stats.prompt_tokens = usage.get("prompt_tokens") or stats.prompt_tokens
+                        stats.completion_tokens = usage.get("completion_tokens") or chunks
+                        counted = True
+                    for choice in event.get("choices") or ():
+                        if text := (choice.get("delta") or {}).get("content"):
+                            chunks += 1
+                            if not counted:
+                                stats.completion_tokens = chunks
+                            generation._emit(text)
+                        if (reason := choice.get("finish_reason")) and finish is None:
+                            finish = "length" if reason == "length" else "stop"
+                            tail.reschedule(asyncio.get_running_loop().time() + _AFTER_FINISH)
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            if finish is None:
+                raise
+            log.debug(
+                "request %s: finished (%s); after that the stream ended badly: %r",
+                generation.request.request_id,
+                finish,
+                exc,
+            )
+            response.close()  # the server may still hold it open
+            return finish
         if finish is None:  # the stream ended without saying why: the server went away
             raise self._lost(generation)
         return finish

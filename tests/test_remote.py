@@ -6,6 +6,7 @@ cuts connections as a dying server would; a scripted server answers 503 / 429 / 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from yarl import URL
 
+from bot import engines
 from bot.cli import main
+from bot.config import Settings
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK
+from inference import remote
 from inference.engine import (
     EngineClosed,
     EngineError,
@@ -29,7 +34,7 @@ from inference.engine import (
 from inference.reasoning import split_reasoning
 from inference.remote import ModelServerError, RemoteEngine, served_models
 from tests.servers.proxy import CuttableProxy
-from tests.servers.scripted import ScriptedServer
+from tests.servers.scripted import Ending, ScriptedServer
 from tests.servers.transformers_serve import TransformersServer, export_builtin, exported_folder
 from tests.test_slack import DISCLAIMER, running
 
@@ -240,15 +245,52 @@ async def test_a_refused_request_fails_at_once_and_a_failing_server_after_the_re
     assert len(server.bodies) == attempts
 
 
-async def test_a_server_that_goes_quiet_mid_answer_times_out_without_a_retry() -> None:
+async def test_a_server_that_goes_quiet_mid_answer_fails_after_the_idle_timeout() -> None:
+    async with ScriptedServer(stall=True) as server:  # silent after the first word, for good
+        engine = engines.remote_engine(
+            Settings(
+                _env_file=None,
+                HUATUO_BACKEND="openai",
+                HUATUO_OPENAI_BASE_URL=server.base_url,
+                HUATUO_OPENAI_MODEL="scripted",
+                HUATUO_OPENAI_IDLE_TIMEOUT="0.2",
+            )
+        )
+        await engine.start()
+        try:
+            generation = engine.submit(ask("What is asthma?"))
+            with pytest.raises(ModelServerError, match=r"sent nothing for 0.2 s"):
+                await generation.collect()
+        finally:
+            await engine.close(grace=0)
+    assert generation.text == "Hello" and len(server.bodies) == 1  # no retry once text was sent
+
+
+def test_the_idle_timeout_is_two_minutes_unless_set_and_must_be_positive() -> None:
+    settings = Settings(_env_file=None, openai_base_url="http://gpu:8000", openai_model="m")
+    assert engines.remote_engine(settings).read_timeout == 120
+    with pytest.raises(ValidationError, match="HUATUO_OPENAI_IDLE_TIMEOUT"):
+        Settings(_env_file=None, HUATUO_OPENAI_IDLE_TIMEOUT="0")
+
+
+@pytest.mark.parametrize("ending", ["close", "hold"])
+@pytest.mark.parametrize("usage", [True, False])
+async def test_a_finished_answer_is_whole_however_the_connection_ends(
+    ending: Ending, usage: bool, monkeypatch
+) -> None:
+    """After the finish_reason, a dropped connection or one held open and silent (without
+    `data: [DONE]`) neither fails the answer nor keeps the asker waiting for the idle timeout."""
+    monkeypatch.setattr(remote, "_AFTER_FINISH", 0.5)
     async with (
-        ScriptedServer(pause=1.0) as server,
-        engine_at(server.base_url, "scripted", read_timeout=0.2) as engine,
+        ScriptedServer(ending=ending, usage=usage) as server,
+        engine_at(server.base_url, "scripted", read_timeout=600) as engine,
     ):
         generation = engine.submit(ask("What is asthma?"))
-        with pytest.raises(ModelServerError, match=r"sent nothing for 0.2 s"):
-            await generation.collect()
-    assert generation.text == "Hello" and len(server.bodies) == 1
+        async with asyncio.timeout(60):  # far beyond 0.5 s; the server holds on for good
+            text = await generation.collect()
+    assert text == "Hello from the server." and generation.finish_reason == "stop"
+    assert generation.stats.completion_tokens == 4 and len(server.bodies) == 1
+    assert generation.stats.prompt_tokens == (7 if usage else 0)
 
 
 async def test_without_usage_from_the_server_the_chunks_are_counted() -> None:

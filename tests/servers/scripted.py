@@ -1,6 +1,7 @@
 """A scripted OpenAI-style server: chosen HTTP failures first, then a short streamed answer.
 
-For what a real server will not do on demand: answer 503 or 429, or refuse an API key.
+For what a real server will not do on demand: answer 503 or 429, refuse an API key, go quiet in
+the middle of an answer, or end a finished stream badly.
 """
 
 from __future__ import annotations
@@ -8,30 +9,40 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+
+Ending = Literal["done", "close", "hold"]
 
 
 class ScriptedServer:
     """Answers POST /v1/chat/completions with `statuses` in turn, then streams `text` word by
-    word (pausing `pause` s after the first, with `usage` at the end or not); records every
-    request body."""
+    word; records every request body.
+
+    `stall`: after the first word, send nothing more until the server stops. `usage`: send token
+    counts after the finish_reason. `ending`, after those: "done" sends `data: [DONE]` and ends
+    the response; "close" drops the connection without either; "hold" keeps it open and silent
+    until the server stops.
+    """
 
     def __init__(
         self,
         statuses: Sequence[int] = (),
         text: str = "Hello from the server.",
         *,
-        pause: float = 0.0,
+        stall: bool = False,
         usage: bool = True,
+        ending: Ending = "done",
     ) -> None:
         self.statuses = list(statuses)
         self.text = text
-        self.pause = pause
+        self.stall = stall
         self.usage = usage
+        self.ending = ending
         self.bodies: list[dict[str, Any]] = []
         self.base_url = ""
+        self._stopping = asyncio.Event()  # releases stalled and held responses
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
@@ -45,6 +56,7 @@ class ScriptedServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._stopping.set()
         await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -65,13 +77,21 @@ class ScriptedServer:
         for n, word in enumerate(words):
             delta = {"content": word if n == 0 else f" {word}"}
             await self._event(response, {"choices": [{"index": 0, "delta": delta}]})
-            if n == 0 and self.pause:
-                await asyncio.sleep(self.pause)
-        final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        if self.usage:
-            final["usage"] = {"prompt_tokens": 7, "completion_tokens": len(words)}
-        await self._event(response, final)
-        await response.write(b"data: [DONE]\n\n")
+            if n == 0 and self.stall:
+                await self._stopping.wait()
+                return response
+        finish = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        await self._event(response, {"choices": [finish]})
+        if self.usage:  # in a chunk of its own, as OpenAI and vLLM send it
+            usage = {"prompt_tokens": 7, "completion_tokens": len(words)}
+            await self._event(response, {"choices": [], "usage": usage})
+        if self.ending == "close":
+            assert request.transport is not None
+            request.transport.close()  # mid-response: the client sees the payload cut short
+        elif self.ending == "hold":
+            await self._stopping.wait()
+        else:
+            await response.write(b"data: [DONE]\n\n")
         return response
 
     @staticmethod
