@@ -4,6 +4,10 @@ The real slack_sdk / slack_bolt clients talk to it over HTTP and WebSocket on 12
 
     async with FakeSlack() as slack:
         client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
+
+By default it never says no on its own. `FakeSlack(limits=SlackLimits())` enforces Slack's rate
+limits (per-channel posts, method tiers); `fail_next`, `error_next`, `lose_next`, `stall_next` and
+`fault_rate` inject the faults the real service has (errors, lost responses, slow answers).
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
+import random
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import format_datetime
+from typing import Any, Literal, Self
 from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
@@ -32,16 +41,88 @@ BOT_SCOPES = "app_mentions:read,channels:history,chat:write,commands,files:write
 
 Params = dict[str, Any]
 _JSON_PARAMS = ("blocks", "attachments", "files", "metadata")
+MAX_TEXT = 40_000  # characters of `text`; longer posts and edits answer msg_too_long
+WRITE_METHODS = (
+    "chat.postMessage",
+    "chat.update",
+    "chat.delete",
+    "reactions.add",
+    "files.completeUploadExternal",
+)
+TIER_2, TIER_3, TIER_4 = 20, 50, 100  # calls per minute per method across the workspace
+METHOD_TIERS: dict[str, int] = {
+    "files.getUploadURLExternal": TIER_2,
+    "files.completeUploadExternal": TIER_2,
+    "chat.startStream": TIER_2,
+    "chat.stopStream": TIER_2,
+    "chat.update": TIER_3,
+    "chat.delete": TIER_3,
+    "conversations.replies": TIER_3,
+    "conversations.history": TIER_3,
+    "reactions.add": TIER_3,
+    "reactions.remove": TIER_3,
+    "usergroups.users.list": TIER_3,
+    "assistant.threads.setStatus": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "chat.appendStream": TIER_4,
+    "users.info": TIER_4,
+}
+_POSTS = ("chat.postMessage", "files.completeUploadExternal")  # count against a channel's posts
+_SERVER_ERRORS = {"500": "internal_error", "503": "service_unavailable"}
+
+
+@dataclass
+class SlackLimits:
+    """Slack's rate limits as token buckets; `FakeSlack(limits=SlackLimits())` enforces them.
+
+    - `post_rate` / `post_burst`: chat.postMessage per second in each channel, and how many may
+      go at once (files.completeUploadExternal counts as a post in its channel too).
+    - `methods`: calls per minute of each method across the workspace (its tier; METHOD_TIERS);
+      a method not listed (auth.test, apps.connections.open, ...) has no tier limit.
+    - `bursts`: a method's burst capacity; by default its rate per minute // 6, at least 1.
+    - `scale` multiplies every rate (not the bursts): the same shape, faster or slower.
+    - `retry_after`: how a 429 writes Retry-After: whole seconds, or an HTTP-date that far ahead.
+
+    A call takes a token from every bucket it counts against; if one is empty it is answered
+    HTTP 429 {"ok": false, "error": "ratelimited"} with Retry-After, and not applied.
+    """
+
+    post_rate: float = 1.0
+    post_burst: int = 3
+    methods: dict[str, int] = field(default_factory=lambda: dict(METHOD_TIERS))
+    bursts: dict[str, int] = field(default_factory=dict)
+    scale: float = 1.0
+    retry_after: Literal["seconds", "date"] = "seconds"
+
+    def buckets(self, method: str, params: Params) -> list[tuple[str, float, int]]:
+        """(key, tokens per second, burst) of every bucket a call counts against."""
+        out = []
+        channel = _post_channel(method, params)
+        if channel:
+            out.append((f"post:{channel}", self.post_rate * self.scale, self.post_burst))
+        if method in self.methods:
+            per_minute = self.methods[method]
+            burst = self.bursts.get(method, max(1, per_minute // 6))
+            out.append((method, per_minute * self.scale / 60, burst))
+        return out
 
 
 @dataclass
 class Call:
-    """One Web API request: params merged from query string and body; time is monotonic."""
+    """One Web API request: params merged from query string and body; time is monotonic.
+
+    `status` and `error` are the HTTP status and Slack error the fake answered (0 and None while
+    pending, or when no answer was sent); `lost` is set when the call was applied and its
+    connection then dropped without an answer (lose_next, fault_rate).
+    """
 
     method: str
     params: Params
     token: str | None
     time: float = field(default_factory=time.monotonic)
+    status: int = 0
+    error: str | None = None
+    lost: bool = False
 
 
 @dataclass
@@ -58,9 +139,11 @@ class Message:
     edited_ts: str | None = None
     files: list[str] = field(default_factory=list)
     reactions: list[str] = field(default_factory=list)
+    metadata: Params | None = None  # {"event_type": str, "event_payload": {...}}
 
-    def as_slack(self) -> Params:
-        """Render the message the way the Web API returns it."""
+    def as_slack(self, *, metadata: bool = False) -> Params:
+        """Render the message the way the Web API returns it; `metadata` (Slack's
+        include_all_metadata) adds the message's metadata if it has any."""
         out: Params = {
             "type": "message",
             "user": self.user,
@@ -82,6 +165,8 @@ class Message:
             out["reactions"] = [
                 {"name": r, "users": [BOT_USER_ID], "count": 1} for r in self.reactions
             ]
+        if metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out
 
 
@@ -99,11 +184,38 @@ class File:
     initial_comment: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Fault:
-    status: int
-    error: str
+    """What one call meets instead of a plain answer (the default: nothing)."""
+
+    status: int = 0  # answer this HTTP status and `error` without applying the call
+    error: str = ""
     retry_after: int | None = None
+    lost: bool = False  # apply the call, then drop the connection without an answer
+    before: float = 0.0  # wait this long first; if the client left meanwhile, apply nothing
+    after: float = 0.0  # apply the call, then wait this long before answering
+
+
+_NO_FAULT = _Fault()
+
+
+def _kind_fault(kind: str) -> _Fault:
+    """The fault of a fault_rate kind: "lost", "timeout" or an HTTP 5xx status such as "503"."""
+    if kind == "lost":
+        return _Fault(lost=True)
+    if kind == "timeout":
+        return _Fault(before=60.0)
+    if kind.isdigit() and 500 <= int(kind) < 600:
+        return _Fault(int(kind), _SERVER_ERRORS.get(kind, "internal_error"))
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+@dataclass
+class _FaultRate:
+    rate: float
+    methods: frozenset[str]
+    kinds: tuple[str, ...]
+    rng: random.Random
 
 
 class _ApiError(Exception):
@@ -116,13 +228,75 @@ def _require(params: Params, name: str, error: str) -> Any:
     return params[name]
 
 
+def _flag(params: Params, name: str) -> bool:
+    """A boolean argument as slack_sdk sends it: "1"/"true" in a query string, or JSON true."""
+    return params.get(name) in (True, 1, "1", "true")
+
+
+def _check_text(params: Params) -> None:
+    if not params.get("text") and not params.get("blocks"):
+        raise _ApiError("no_text")
+    if len(params.get("text") or "") > MAX_TEXT:
+        raise _ApiError("msg_too_long")
+
+
+def _check_metadata(metadata: Any) -> Params | None:
+    valid = metadata is None or (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get("event_type"), str)
+        and isinstance(metadata.get("event_payload"), dict)
+    )
+    if not valid:
+        raise _ApiError("invalid_metadata_format")
+    return metadata
+
+
+def _shared_channel(params: Params) -> str | None:
+    """The channel files.completeUploadExternal shares into (channel_id, or the first channels)."""
+    channels = params.get("channels", "")
+    return params.get("channel_id") or (channels.split(",")[0] if channels else None)
+
+
+def _post_channel(method: str, params: Params) -> str | None:
+    """The channel whose post rate a call counts against, if it is a post."""
+    if method not in _POSTS:
+        return None
+    return params.get("channel") if method == "chat.postMessage" else _shared_channel(params)
+
+
+def _client_left(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
+
+
+async def _wait_for_client(request: web.Request, seconds: float) -> bool:
+    """Sleep `seconds`; whether the client still waits for the answer afterwards."""
+    await asyncio.sleep(seconds)
+    return not _client_left(request)
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer; the returned response is never sent."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
+
+
+def _answer(
+    call: Call, body: Params, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    call.status, call.error = status, body.get("error")
+    return web.json_response(body, status=status, headers=headers)
+
+
 class FakeSlack:
     """Fake Slack server on 127.0.0.1 (ephemeral port) that records everything it is sent.
 
     Web API method `a.bC` is served by `_api_a_bC(params, token)`; others are unknown_method.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: SlackLimits | None = None) -> None:
+        self.limits = limits
+        self.faults_injected: Counter[str] = Counter()  # fault_rate's faults, by kind
         self.calls: list[Call] = []
         self.files: dict[str, File] = {}
         self.acks: list[Params] = []
@@ -131,6 +305,7 @@ class FakeSlack:
         self.base_url = ""
         self._messages: dict[tuple[str, str], Message] = {}
         self._faults: dict[str, list[_Fault]] = defaultdict(list)
+        self._fault_rate: _FaultRate | None = None
         self._ack_futures: dict[str, asyncio.Future[Params]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_open = asyncio.Event()
@@ -155,6 +330,16 @@ class FakeSlack:
         for future in self._ack_futures.values():
             future.cancel()
         await self._runner.cleanup()
+
+    @property
+    def limits(self) -> SlackLimits | None:
+        """The rate limits enforced (None: none); setting them starts every bucket full."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: SlackLimits | None) -> None:
+        self._limits = limits
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, monotonic time)
 
     @property
     def api_url(self) -> str:
@@ -196,6 +381,61 @@ class FakeSlack:
     def error_next(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next `times` calls to `method` with HTTP 200 {"ok": false, "error": error}."""
         self._faults[method] += [_Fault(200, error)] * times
+
+    def lose_next(self, method: str, times: int = 1) -> None:
+        """Apply the next `times` calls to `method` (message stored, edited, ...), then close
+        their connections without any HTTP response.
+
+        slack_sdk's AsyncWebClient then raises aiohttp.ServerDisconnectedError ("Server
+        disconnected") if it has no retry handlers. Its default handlers (and the bot's) include
+        AsyncConnectionErrorRetryHandler, which retries on that error: the write is applied again.
+        aiohttp itself retries a GET once (conversations.replies, conversations.history), so a
+        lost GET shows as two calls here.
+        """
+        self._faults[method] += [_Fault(lost=True)] * times
+
+    def stall_next(self, method: str, seconds: float, times: int = 1, apply: bool = True) -> None:
+        """Answer the next `times` calls to `method` only after `seconds`.
+
+        With `apply` the call takes effect at once and only its answer is late (a client that
+        gives up first has written anyway); without, it is applied after the stall, and only if
+        the client is still waiting (one that gave up wrote nothing). A client whose timeout is
+        shorter gets TimeoutError from slack_sdk's AsyncWebClient.
+        """
+        fault = _Fault(after=seconds) if apply else _Fault(before=seconds)
+        self._faults[method] += [fault] * times
+
+    def fault_rate(
+        self,
+        rate: float,
+        methods: Collection[str] = WRITE_METHODS,
+        kinds: Sequence[str] = ("503", "lost"),
+        seed: int = 0,
+    ) -> None:
+        """Make every call to `methods` fail with probability `rate` (0 turns this off).
+
+        The kind of each failure is drawn from `kinds`: an HTTP 5xx status such as "500" or
+        "503" (answered, not applied), "lost" (as lose_next) or "timeout" (as a 60 s
+        stall_next without apply). Draws come from random.Random(seed), so the same calls meet
+        the same faults; faults queued with fail_next and the like go first. Each injected fault
+        is counted in `faults_injected`.
+        """
+        for kind in kinds:
+            _kind_fault(kind)  # refuse an unknown kind now rather than mid-test
+        self._fault_rate = None
+        if rate:
+            self._fault_rate = _FaultRate(
+                rate, frozenset(methods), tuple(kinds), random.Random(seed)
+            )
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Delete a stored message as a person would (KeyError if there is none); chat.update and
+        chat.delete on it then answer message_not_found."""
+        del self._messages[(channel, ts)]
+
+    def rate_limited(self, method: str | None = None) -> int:
+        """How many calls (to `method`, or to any) were answered HTTP 429."""
+        return sum(1 for c in self.calls if c.status == 429 and method in (None, c.method))
 
     def new_response_url(self) -> str:
         """A fresh response_url on this server; what is posted there lands in responses[url]."""
@@ -241,25 +481,77 @@ class FakeSlack:
         params = await _read_params(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
-        self.calls.append(Call(method, params, token))
+        call = Call(method, params, token)
+        self.calls.append(call)
         if token is None:
-            return web.json_response({"ok": False, "error": "not_authed"})
-        if self._faults[method]:
-            fault = self._faults[method].pop(0)
+            return _answer(call, {"ok": False, "error": "not_authed"})
+        if wait := self._throttle(method, params):
+            headers = {"Retry-After": self._retry_after(wait)}
+            return _answer(call, {"ok": False, "error": "ratelimited"}, 429, headers)
+        fault = self._next_fault(method)
+        if fault.status:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return web.json_response(
-                {"ok": False, "error": fault.error}, status=fault.status, headers=headers
-            )
+            return _answer(call, {"ok": False, "error": fault.error}, fault.status, headers)
+        if fault.before and not await _wait_for_client(request, fault.before):
+            return _drop(request)
+        body, headers = self._apply(method, params, token)
+        if fault.lost:
+            call.lost = True
+            return _drop(request)
+        if fault.after and not await _wait_for_client(request, fault.after):
+            return _drop(request)
+        return _answer(call, body, 200, headers)
+
+    def _apply(self, method: str, params: Params, token: str) -> tuple[Params, dict[str, str]]:
+        """Run method `a.bC` as `_api_a_bC(params, token)`: the answer's body and headers."""
         handler: Callable[[Params, str], Params] | None
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
         if handler is None:
-            return web.json_response({"ok": False, "error": "unknown_method"})
+            return {"ok": False, "error": "unknown_method"}, {}
         try:
             result = handler(params, token)
         except _ApiError as e:
-            return web.json_response({"ok": False, "error": str(e)})
+            return {"ok": False, "error": str(e)}, {}
         headers = {"X-OAuth-Scopes": BOT_SCOPES} if token.startswith("xoxb-") else {}
-        return web.json_response({"ok": True, **result}, headers=headers)
+        return {"ok": True, **result}, headers
+
+    def _throttle(self, method: str, params: Params) -> float:
+        """Take a token from each bucket the call counts against: 0.0, or if one is empty
+        (nothing taken), the seconds until it has a token again."""
+        if self._limits is None:
+            return 0.0
+        now, wait = time.monotonic(), 0.0
+        buckets = self._limits.buckets(method, params)
+        for key, rate, burst in buckets:
+            tokens, at = self._buckets.get(key, (burst, now))
+            tokens = min(burst, tokens + (now - at) * rate)
+            self._buckets[key] = (tokens, now)
+            if tokens < 1:
+                wait = max(wait, (1 - tokens) / rate)
+        if not wait:
+            for key, _, _ in buckets:
+                self._buckets[key] = (self._buckets[key][0] - 1, now)
+        return wait
+
+    def _retry_after(self, wait: float) -> str:
+        """Retry-After for a wait: whole seconds, or an HTTP-date at least 1 s ahead."""
+        assert self._limits is not None
+        if self._limits.retry_after == "seconds":
+            return str(math.ceil(wait))
+        now = time.time()
+        return format_datetime(
+            datetime.fromtimestamp(math.ceil(now + max(wait, 1.0)), UTC), usegmt=True
+        )
+
+    def _next_fault(self, method: str) -> _Fault:
+        if self._faults[method]:
+            return self._faults[method].pop(0)
+        chance = self._fault_rate
+        if chance is None or method not in chance.methods or chance.rng.random() >= chance.rate:
+            return _NO_FAULT
+        kind = chance.rng.choice(chance.kinds)
+        self.faults_injected[kind] += 1
+        return _kind_fault(kind)
 
     async def _upload(self, request: web.Request) -> web.Response:
         file = self.files.get(request.match_info["file_id"])
@@ -334,8 +626,7 @@ class FakeSlack:
 
     def _api_chat_postMessage(self, params: Params, token: str) -> Params:
         channel = _require(params, "channel", "channel_not_found")
-        if not params.get("text") and not params.get("blocks"):
-            raise _ApiError("no_text")
+        _check_text(params)
         message = self._store(
             Message(
                 channel,
@@ -345,14 +636,16 @@ class FakeSlack:
                 params.get("thread_ts"),
                 params.get("blocks"),
                 BOT_ID,
+                metadata=_check_metadata(params.get("metadata")),
             )
         )
         return {"channel": channel, "ts": message.ts, "message": message.as_slack()}
 
     def _api_chat_update(self, params: Params, token: str) -> Params:
         message = self._find(params.get("channel", ""), params.get("ts", ""))
-        if not params.get("text") and not params.get("blocks"):
-            raise _ApiError("no_text")
+        _check_text(params)
+        if "metadata" in params:
+            message.metadata = _check_metadata(params["metadata"])
         message.text = params.get("text", "")
         message.blocks = params.get("blocks", message.blocks)
         message.edited_ts = self._next_ts()
@@ -374,17 +667,49 @@ class FakeSlack:
         return {"message_ts": self._next_ts()}
 
     def _api_conversations_replies(self, params: Params, token: str) -> Params:
-        ts = params.get("ts", "")
-        messages = [m.as_slack() for m in self.thread(params.get("channel", ""), ts)]
-        if not messages or messages[0]["ts"] != ts:
+        ts, with_metadata = params.get("ts", ""), _flag(params, "include_all_metadata")
+        thread = self.thread(params.get("channel", ""), ts)
+        if not thread or thread[0].ts != ts:
             raise _ApiError("thread_not_found")
-        if len(messages) > 1:
-            messages[0] |= {
-                "thread_ts": ts,
-                "reply_count": len(messages) - 1,
-                "latest_reply": messages[-1]["ts"],
-            }
+        messages = [self._render(thread[0], with_metadata)]
+        messages += [m.as_slack(metadata=with_metadata) for m in thread[1:]]
         return {"messages": messages, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
+    def _api_conversations_history(self, params: Params, token: str) -> Params:
+        """A channel's top-level messages (thread replies left out), newest first, between
+        `oldest` and `latest` (exclusive unless `inclusive`), at most `limit` (default 100)."""
+        channel = _require(params, "channel", "channel_not_found")
+        oldest = Decimal(params.get("oldest") or 0)
+        latest = Decimal(params.get("latest") or "Infinity")
+        inclusive, limit = _flag(params, "inclusive"), int(params.get("limit") or 100)
+
+        def in_range(ts: Decimal) -> bool:
+            return oldest <= ts <= latest if inclusive else oldest < ts < latest
+
+        found = [
+            m
+            for m in reversed(self.messages)
+            if m.channel == channel and m.thread_ts in (None, m.ts) and in_range(Decimal(m.ts))
+        ]
+        with_metadata = _flag(params, "include_all_metadata")
+        return {
+            "messages": [self._render(m, with_metadata) for m in found[:limit]],
+            "has_more": len(found) > limit,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _render(self, message: Message, with_metadata: bool) -> Params:
+        """A message as history and replies list it: a thread's parent with its reply count."""
+        out = message.as_slack(metadata=with_metadata)
+        replies = self.thread(message.channel, message.ts)[1:]
+        if replies and message.thread_ts in (None, message.ts):
+            out |= {
+                "thread_ts": message.ts,
+                "reply_count": len(replies),
+                "latest_reply": replies[-1].ts,
+            }
+        return out
 
     def _api_files_getUploadURLExternal(self, params: Params, token: str) -> Params:
         filename = _require(params, "filename", "invalid_arguments")
@@ -393,8 +718,7 @@ class FakeSlack:
         return {"upload_url": f"{self.base_url}/upload/{file.id}", "file_id": file.id}
 
     def _api_files_completeUploadExternal(self, params: Params, token: str) -> Params:
-        channels = params.get("channels", "")
-        channel = params.get("channel_id") or (channels.split(",")[0] if channels else None)
+        channel = _shared_channel(params)
         shared = []
         for item in _require(params, "files", "invalid_arguments"):
             file = self.files.get(item["id"])
