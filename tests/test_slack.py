@@ -18,8 +18,10 @@ import yaml
 from bot.config import Settings
 from bot.core.admission import Admission
 from bot.core.events import Progress
+from bot.core.outbox import Outbox
 from bot.core.service import AnswerService
 from bot.core.splitting import utf8_size
+from bot.slack import limits
 from bot.slack.adapter import EVENTS_PATH, STOPPED, SlackAdapter, web_client
 from bot.slack.events import Identity, thread_history
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
@@ -29,8 +31,8 @@ from bot.slack.reply import (
     PROGRESS_MARK,
     THINKING_MARK,
     ReplyStyle,
-    SlackReply,
     asked_text,
+    slack_reply,
 )
 from bot.web import WebServer, create_web_app
 from inference.engine import Message, SamplingParams
@@ -52,6 +54,7 @@ from tests.fakes.slack import Message as SlackMessage
 SECRET = "test-signing-secret"
 DISCLAIMER = "_Check with a clinician._"
 LIMIT = 3500
+FAST = 20.0  # Slack's limits, 20 times faster: these tests are about flows, not budgets
 Mode = Literal["http", "socket"]
 T = TypeVar("T")
 
@@ -145,6 +148,7 @@ async def running(
         sampling = SamplingParams(max_new_tokens=24, temperature=0.0)
         service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
         web_app = create_web_app()
+        options.setdefault("budget", limits.budget(scale=FAST))
         adapter = SlackAdapter(settings(slack, mode), service, web_app, **options)
         server = WebServer(web_app, port=0, host="127.0.0.1")
         port = await server.start()
@@ -473,8 +477,12 @@ async def test_stopping_tells_the_asker_of_an_answer_in_flight() -> None:
 async def test_progress_edits_are_throttled_and_the_latest_wins() -> None:
     interval = 0.3
     async with FakeSlack() as slack:
-        client = web_client(settings(slack, "http"))
-        reply = await SlackReply.open(client, "C1", "1.000001", ReplyStyle(edit_interval=interval))
+        client = web_client(settings(slack, "http"), retries=False)
+        outbox = Outbox("slack", limits.budget(), limits.classify)
+        style = ReplyStyle(edit_interval=interval)
+        reply = slack_reply(outbox, client, "C1", "1.000001", style)
+        reply.start()
+        await eventually(lambda: slack.messages)
         started = time.monotonic()
         for n in range(1, 31):
             await reply.progress(Progress("thinking", tokens=n, elapsed=1))

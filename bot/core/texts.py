@@ -49,6 +49,17 @@ def too_long(length: int, limit: int) -> str:
     )
 
 
+PLACEHOLDER = "Thinking…"
+PARTLY_POSTED = (
+    "Sorry, the rest of this answer could not be posted. Please ask again, or ask for a shorter "
+    "answer."
+)
+HISTORY_UNREADABLE = (
+    "Sorry, I couldn't read the earlier messages of this conversation, so I can't answer a "
+    "follow-up safely right now. Please try again in a minute, or ask again with the details of "
+    "the case."
+)
+
 BROKEN = "Sorry, something went wrong while answering. Please try again."
 
 CUT_SHORT = (

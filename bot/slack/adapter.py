@@ -19,7 +19,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -29,13 +28,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import logs
 from bot.config import ConfigError, Settings
 from bot.core import texts
+from bot.core.budget import Budget
 from bot.core.events import ConversationRef, Question
+from bot.core.outbox import Outbox, Undeliverable, Write
+from bot.core.recent import RecentIds
+from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
+from bot.slack import limits
 from bot.slack.events import (
     Identity,
-    RecentIds,
     Trigger,
     bot_answered,
     mention_trigger,
@@ -46,7 +49,7 @@ from bot.slack.events import (
 from bot.slack.feedback import SlackFeedback
 from bot.slack.mrkdwn import to_mrkdwn
 from bot.slack.quiz import SlackQuiz
-from bot.slack.reply import ReplyStyle, SlackReply, asked_text
+from bot.slack.reply import ReplyStyle, SlackPoster, asked_text, slack_reply
 from bot.slack.usergroups import UserGroups
 from inference.engine import Message
 
@@ -73,16 +76,22 @@ def usage(command: str) -> str:
     )
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
-    """The Web API client: SLACK_API_URL (with its trailing slash), retrying 429s and resets."""
+HISTORY_PATIENCE = 30.0  # seconds of retries to read a thread before the asker is told
+LAST_WORD_PATIENCE = 120.0  # seconds to tell an asker why there is no answer (10 when stopping)
+
+
+def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+    """The Web API client: SLACK_API_URL (with its trailing slash), retrying 429s and resets, or
+    (`retries` False) leaving every retry to the Outbox, which can tell whether a post landed."""
     base_url = settings.slack_api_url or AsyncWebClient.BASE_URL
+    handlers = [
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+    ]
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=base_url.rstrip("/") + "/",
-        retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=handlers if retries else [],
     )
 
 
@@ -101,6 +110,7 @@ class SlackAdapter:
         stop_grace: float = 5.0,
         feedback: FeedbackStore | None = None,
         quizzes: Quizzes | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if not settings.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set (the xoxb- token of the Slack app).")
@@ -115,6 +125,8 @@ class SlackAdapter:
         self.stop_grace = stop_grace
         self.style = ReplyStyle(disclaimer=settings.disclaimer)
         self.client = web_client(settings)
+        self.writer = web_client(settings, retries=False)  # answers: every call via the outbox
+        self.outbox = Outbox("slack", budget or limits.budget(), limits.classify)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=settings.slack_signing_secret or "",
@@ -127,13 +139,14 @@ class SlackAdapter:
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
         if quizzes is None:
             quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
-        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.style, self._spawn)
+        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.style, self._spawn, self._reply)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
         self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
         self.bot: Identity | None = None  # known once started
         self._accepting = False
         self._seen = RecentIds()
+        self._answered = RecentIds(ttl=7 * 24 * 3600.0)  # threads with our answers (channel ts)
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         if not self.socket_mode:
@@ -279,49 +292,49 @@ class SlackAdapter:
             text = to_mrkdwn(refusal.message)
             await _quietly(lambda: respond(text=text, response_type="ephemeral"))
             return
+        write = SlackPoster(self.writer, channel, None).post(asked_text(user, text), "question")
         try:
-            posted = await self.client.chat_postMessage(
-                channel=channel, text=asked_text(user, text), unfurl_links=False
-            )
-        except SlackApiError as exc:
+            ts = await self.outbox.send(write)
+        except Undeliverable as exc:
             log.warning("slack: cannot post a slash question in %s: %s", channel, exc)
             await _quietly(lambda: respond(text=CANNOT_POST, response_type="ephemeral"))
             return
-        ts = posted["ts"]
         trigger = Trigger("slash", channel, user, question, ts=ts, thread_ts=ts)
         await self._answer(trigger, bot, asked)
 
     async def _answer(self, trigger: Trigger, bot: Identity, asked: Question | None = None) -> None:
-        """Placeholder, service, delivery; errors and stops end as a message to the asker.
-        `asked`: the question as already screened (a slash command), else made from `trigger`."""
+        """Placeholder (when the budget allows), history, service, delivery; errors and stops end
+        as a message to the asker. `asked`: the question as already screened (a slash command),
+        else made from `trigger`."""
         started = time.monotonic()
         where = _where(trigger.channel, trigger.thread_ts)
         if asked is None:
             groups = await self.usergroups.of(trigger.user)
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
         logs.request_id.set(asked.request_id)  # on this task's log records from here on
+        reply = self._reply(trigger.channel, trigger.thread_ts, asked.request_id)
+        if trigger.origin != "follow-up":
+            reply.start()  # a courtesy: the question goes on whether or not it lands
         history: tuple[Message, ...] = ()
         if trigger.in_thread:
             replies = await self._replies(trigger)
-            if trigger.origin == "follow-up" and not bot_answered(replies, bot):
+            ours = f"{trigger.channel} {trigger.thread_ts}" in self._answered
+            if replies is None and (ours or trigger.origin != "follow-up"):
+                await _quietly(lambda: reply.fail(texts.HISTORY_UNREADABLE), LAST_WORD_PATIENCE)
                 return
+            theirs = replies is not None and not bot_answered(replies, bot)
+            if replies is None or (trigger.origin == "follow-up" and theirs):
+                return  # not a conversation of ours, or no way to tell
             history = thread_history(replies, trigger.ts, bot, self.style.footer)
+            reply.start()
         question = dataclasses.replace(asked, conversation=where, history=history)
-        try:
-            reply = await SlackReply.open(
-                self.client, trigger.channel, trigger.thread_ts, self.style, question.request_id
-            )
-        except SlackApiError as exc:
-            log.warning("request %s: cannot post the placeholder: %s", question.request_id, exc)
-            return
         log.info(
-            "request %s: slack %s in %s, %d chars, %d history turns, placeholder after %.2f s",
+            "request %s: slack %s in %s, %d chars, %d history turns",
             question.request_id,
             trigger.origin,
             trigger.channel,
             len(question.text),
             len(history),
-            time.monotonic() - started,
         )
         try:
             outcome = await self.service.answer(question, reply)
@@ -332,25 +345,37 @@ class SlackAdapter:
         except Exception:
             log.exception("request %s: answering failed", question.request_id)
             if not reply.finished:  # never overwrite an answer already shown
-                await _quietly(lambda: reply.fail(texts.BROKEN))
+                await _quietly(lambda: reply.fail(texts.BROKEN), LAST_WORD_PATIENCE)
             outcome = "failed"
+        if reply.shown:
+            self._answered.first_time(f"{trigger.channel} {trigger.thread_ts}")
         await self.feedback.answered(question, reply)
         log.info(
             "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
         )
 
-    async def _replies(self, trigger: Trigger) -> list[dict[str, Any]]:
-        """The thread's messages, oldest first (empty if Slack will not say)."""
-        messages: list[dict[str, Any]] = []
-        try:
-            pages = await self.client.conversations_replies(
+    def _reply(self, channel: str, thread_ts: str, request_id: str) -> OutboxReply[str]:
+        """A reply in a thread, through the outbox."""
+        return slack_reply(self.outbox, self.writer, channel, thread_ts, self.style, request_id)
+
+    async def _replies(self, trigger: Trigger) -> list[dict[str, Any]] | None:
+        """The thread's messages, oldest first; None if Slack will not say (after retries)."""
+
+        async def read() -> list[dict[str, Any]]:
+            messages: list[dict[str, Any]] = []
+            pages = await self.writer.conversations_replies(
                 channel=trigger.channel, ts=trigger.thread_ts, limit=200
             )
             async for page in pages:
                 messages += page.get("messages", [])
-        except SlackApiError as exc:
+            return messages
+
+        write = Write("read the thread", read, (limits.method_bucket("conversations.replies"),))
+        try:
+            return await self.outbox.send(write, patience=HISTORY_PATIENCE)
+        except Undeliverable as exc:
             log.warning("slack: cannot read thread %s: %s", trigger.thread_ts, exc)
-        return messages
+            return None
 
 
 def _where(channel: str, thread: str | None = None) -> ConversationRef:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -164,24 +162,3 @@ def _turn(message: Event, bot: Identity, footer: str) -> Message | None:
 def bot_answered(messages: Iterable[Event], bot: Identity) -> bool:
     """Whether the bot has written in a thread (so a reply there continues its conversation)."""
     return any(bot.wrote(message) for message in messages)
-
-
-class RecentIds:
-    """A bounded, time-limited memory of ids already seen (Slack retries reuse the event_id)."""
-
-    def __init__(self, ttl: float = 900.0, capacity: int = 10_000) -> None:
-        self.ttl = ttl
-        self.capacity = capacity
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    def first_time(self, key: str) -> bool:
-        """True the first time `key` is seen within `ttl` seconds, False for repeats."""
-        now = time.monotonic()
-        while self._seen and (
-            len(self._seen) >= self.capacity or next(iter(self._seen.values())) < now - self.ttl
-        ):
-            self._seen.popitem(last=False)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True

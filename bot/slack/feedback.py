@@ -9,8 +9,8 @@ from typing import Any
 from slack_bolt.app.async_app import AsyncApp
 
 from bot.core.events import Question
+from bot.core.reply import OutboxReply
 from bot.feedback.store import FeedbackStore, Reaction
-from bot.slack.reply import SlackReply
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,13 @@ class SlackFeedback:
         app.event("reaction_added")(self._on_added)
         app.event("reaction_removed")(self._on_removed)
 
-    async def answered(self, question: Question, reply: SlackReply) -> None:
+    async def answered(self, question: Question, reply: OutboxReply[str]) -> None:
         """Record the answer `reply` delivered, if it delivered one."""
         if self.store is None or reply.delivered is None:
             return
         try:
-            await self.store.answered(question, reply.delivered, reply.channel, reply.answer_ts)
+            channel = question.conversation.channel
+            await self.store.answered(question, reply.delivered, channel, reply.shown)
         except Exception:
             log.warning("request %s: feedback not recorded", question.request_id, exc_info=True)
 

@@ -4,7 +4,7 @@ The quiz message carries one button per option and a Reveal button (Block Kit); 
 `block_actions` payloads, acknowledged at once. Learners get a private (ephemeral) confirmation;
 the message shows only how many have answered. The reveal edits the message (buttons removed,
 the correct option marked) and posts in its thread the correct answer and the tally, then the
-model's own answer, which SlackReply formats like any answer (its thinking follows in the thread).
+model's own answer, posted like any answer (its thinking follows in the thread).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.events import ConversationRef
+from bot.core.reply import OutboxReply
 from bot.core.splitting import split_text
 from bot.quiz import texts
 from bot.quiz.explanation import Explanation, ExplanationFailed
@@ -29,14 +30,7 @@ from bot.quiz.registry import QuizNotOpened, Quizzes
 from bot.quiz.session import Quiz, Reveal, RevealRefused
 from bot.slack.events import Trigger
 from bot.slack.mrkdwn import escape, to_mrkdwn
-from bot.slack.reply import (
-    FAIL_MARK,
-    PLACEHOLDER,
-    POSED_MARK,
-    PROGRESS_MARK,
-    ReplyStyle,
-    SlackReply,
-)
+from bot.slack.reply import POSED_MARK, ReplyStyle
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +44,7 @@ CANNOT_POST = (
 )
 
 Spawn = Callable[[Coroutine[Any, Any, None], str | None], None]
+ReplyIn = Callable[[str, str, str], OutboxReply[str]]  # channel, thread ts, request id
 
 
 def mrkdwn(markdown: str, *mentions: str) -> str:
@@ -78,8 +73,10 @@ class SlackQuiz:
         quizzes: Quizzes,
         style: ReplyStyle,
         spawn: Spawn,
+        reply_in: ReplyIn,
     ) -> None:
         self.client = client
+        self._reply_in = reply_in
         self.quizzes = quizzes
         self.style = style
         self._spawn = spawn
@@ -265,35 +262,18 @@ class SlackQuiz:
     async def _explain(self, quiz: Quiz, explanation: Explanation) -> None:
         """The model's answer in the thread: at once if ready, else a note now and it later."""
         assert quiz.message is not None
-        reply: SlackReply | None = None
+        reply = self._reply_in(quiz.where.channel, quiz.message, f"quiz-{quiz.id}")
         try:
             answer = await explanation.wait(self.quizzes.explain_wait)
-            note = PLACEHOLDER if answer else f"{PROGRESS_MARK} {texts.EXPLANATION_PENDING}"
-            posted = await self.client.chat_postMessage(
-                channel=quiz.where.channel, thread_ts=quiz.message, text=note
-            )
-            reply = SlackReply(
-                self.client,
-                quiz.where.channel,
-                quiz.message,
-                posted["ts"],
-                self.style,
-                f"quiz-{quiz.id}",
-            )
-            answer = answer or await explanation.wait(None)
-            assert answer is not None  # waiting without a timeout ends with an answer or raises
+            if answer is None:
+                reply.start(texts.EXPLANATION_PENDING)
+                answer = await explanation.wait(None)
+                assert answer is not None  # waiting without a timeout answers or raises
             await reply.deliver(explanation.labelled(answer))
         except ExplanationFailed as exc:
-            if reply is not None:
-                await reply.fail(str(exc))
-            else:
-                await self.client.chat_postMessage(
-                    channel=quiz.where.channel,
-                    thread_ts=quiz.message,
-                    text=f"{FAIL_MARK} {mrkdwn(str(exc))}",
-                )
+            await reply.fail(str(exc))
         except asyncio.CancelledError:
-            if reply is not None and not reply.finished:
+            if not reply.finished:
                 await asyncio.shield(_quietly(reply.fail(texts.EXPLANATION_STOPPED)))
             raise
 

@@ -1,26 +1,28 @@
-"""One question's output side in Slack: a placeholder in the thread, edited into the answer.
+"""One question's messages in Slack: a placeholder in the thread, edited into the answer.
 
 The bot's messages that are not final answers start with a mark, so a thread can be read back
-as history (questions and final answers only) without extra API scopes or metadata.
+as history (questions and final answers only) without extra API scopes or metadata. Every
+message the bot posts carries metadata with its own id: after a post whose response was lost,
+the thread says whether it landed, so nothing is posted twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
-import time
+import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core import texts
-from bot.core.events import Answer, Progress
+from bot.core.events import Answer
+from bot.core.outbox import Outbox, Undeliverable, Write
+from bot.core.reply import OutboxReply, Role, Send
 from bot.core.splitting import split_text, utf8_size
+from bot.slack.limits import method_bucket, post_bucket
 from bot.slack.mrkdwn import close_open_fence, to_mrkdwn
-
-log = logging.getLogger(__name__)
 
 PROGRESS_MARK = ":hourglass_flowing_sand:"  # placeholder and progress
 THINKING_MARK = ":thought_balloon:"  # the model's thinking
@@ -29,7 +31,14 @@ ASKED_MARK = ":speech_balloon:"  # a question asked with the slash command
 POSED_MARK = ":mortar_board:"  # a quiz and its reveal: what the model's explanation answers
 NOTICE_MARK = ":rotating_light:"  # an emergency notice, above the answer
 OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK, NOTICE_MARK)
-PLACEHOLDER = f"{PROGRESS_MARK} Thinking…"
+PLACEHOLDER = f"{PROGRESS_MARK} {texts.PLACEHOLDER}"
+METADATA_TYPE = "huatuo_message"  # our messages' metadata: {"id": <the write's own id>}
+MARKS: dict[Role, str] = {
+    "placeholder": PROGRESS_MARK,
+    "progress": PROGRESS_MARK,
+    "notice": NOTICE_MARK,
+    "failure": FAIL_MARK,
+}
 
 
 def asked_text(user: str, question: str) -> str:
@@ -44,7 +53,7 @@ class ReplyStyle:
 
     disclaimer: str = ""
     limit: int = 3500
-    edit_interval: float = 1.0  # at least this many seconds between progress edits
+    edit_interval: float = 2.0  # at least this many seconds between progress edits of a message
     thinking_messages: int = 3  # thinking that needs more messages goes up as a file
 
     @property
@@ -53,172 +62,139 @@ class ReplyStyle:
         return to_mrkdwn(self.disclaimer)
 
 
-class SlackReply:
-    """Edits one placeholder: progress (throttled, latest wins), then the answer or the failure."""
+class SlackPoster:
+    """Posts into one channel (in a thread, or at the top), tagging each message so that a post
+    whose response was lost can be found instead of made twice."""
 
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        channel: str,
-        thread_ts: str,
-        ts: str,
-        style: ReplyStyle,
-        request_id: str = "",
-    ) -> None:
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
-        self.ts = ts  # the placeholder
+
+    def post(self, text: str, label: str, **fields: Any) -> Write[str]:
+        """Post `text` (mrkdwn); the write's result is the new message's ts."""
+        tag = uuid.uuid4().hex
+        metadata = {"event_type": METADATA_TYPE, "event_payload": {"id": tag}}
+
+        async def attempt() -> str:
+            response = await self.client.chat_postMessage(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                text=text,
+                metadata=metadata,
+                unfurl_links=False,
+                unfurl_media=False,
+                **fields,
+            )
+            return response["ts"]
+
+        return Write(label, attempt, (post_bucket(self.channel),), lambda: self.find(tag))
+
+    def edit(self, ts: str, text: str, label: str) -> Write[str]:
+        """Change message `ts` to `text` (an edit made twice is the same edit)."""
+
+        async def attempt() -> str:
+            await self.client.chat_update(channel=self.channel, ts=ts, text=text)
+            return ts
+
+        return Write(label, attempt, (method_bucket("chat.update"),))
+
+    async def find(self, tag: str) -> str | None:
+        """The ts of our message tagged `tag`, if Slack has it."""
+        return await self.find_where(
+            lambda m: ((m.get("metadata") or {}).get("event_payload") or {}).get("id") == tag
+        )
+
+    async def find_where(self, match: Callable[[dict[str, Any]], bool]) -> str | None:
+        """The ts of the latest message of the thread (or channel) that `match`es."""
+        if self.thread_ts is None:
+            response = await self.client.conversations_history(
+                channel=self.channel, limit=50, include_all_metadata=True
+            )
+        else:
+            response = await self.client.conversations_replies(
+                channel=self.channel, ts=self.thread_ts, limit=200, include_all_metadata=True
+            )
+        found = sorted(m["ts"] for m in response.get("messages", []) if match(m))
+        return found[-1] if found else None
+
+
+class SlackSurface:
+    """The `bot.core.reply.Surface` of one question in a Slack thread."""
+
+    def __init__(
+        self, client: AsyncWebClient, channel: str, thread_ts: str, style: ReplyStyle
+    ) -> None:
+        self.poster = SlackPoster(client, channel, thread_ts)
+        self.client = client
         self.style = style
-        self.request_id = request_id
-        self._lock = asyncio.Lock()  # one edit at a time, in order
-        self._latest: Progress | None = None
-        self._shown: Progress | None = None
-        self._last_edit = -float("inf")
-        self._pending: asyncio.Task[None] | None = None
-        self._closed = False
-        self.delivered: Answer | None = None  # once the answer is shown
-        self.answer_ts: list[str] = []  # the messages showing it (people react on these)
+        self.progress_interval = style.edit_interval
 
-    @classmethod
-    async def open(
-        cls,
-        client: AsyncWebClient,
-        channel: str,
-        thread_ts: str,
-        style: ReplyStyle,
-        request_id: str = "",
-    ) -> SlackReply:
-        """Post the placeholder in the thread; raises SlackApiError if Slack refuses."""
-        response = await client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=PLACEHOLDER
-        )
-        return cls(client, channel, thread_ts, response["ts"], style, request_id)
+    def show(self, text: str, role: Role, target: str | None = None) -> Write[str]:
+        if role != "answer":
+            text = f"{MARKS[role]} {to_mrkdwn(text)}"
+        if target is None:
+            return self.poster.post(text, f"post {role}")
+        return self.poster.edit(target, text, f"edit to {role}")
 
-    @property
-    def finished(self) -> bool:
-        """The placeholder has been given its final text (answer or failure)."""
-        return self._closed
+    def answer_parts(self, answer: Answer) -> list[str]:
+        shown = dataclasses.replace(answer, answer=close_open_fence(answer.answer))
+        text = to_mrkdwn(texts.answer_text(shown, self.style.disclaimer))
+        return split_text(text, self.style.limit, utf8_size)
 
-    async def notice(self, text: str) -> None:
-        """The placeholder becomes the notice; a new placeholder below it will hold the answer."""
-        async with self._lock:
-            moved = await self.client.chat_postMessage(
-                channel=self.channel, thread_ts=self.thread_ts, text=PLACEHOLDER
-            )
-            notice, self.ts = self.ts, moved["ts"]
-            text = f"{NOTICE_MARK} {to_mrkdwn(text)}"
-            try:
-                await self.client.chat_update(channel=self.channel, ts=notice, text=text)
-            except SlackApiError:  # the first placeholder is gone: the notice follows instead
-                await self._post(text)
-
-    async def progress(self, progress: Progress) -> None:
-        """Show the latest progress, at most one edit per `edit_interval`, without waiting."""
-        self._latest = progress
-        if not self._closed and (self._pending is None or self._pending.done()):
-            self._pending = asyncio.create_task(self._show_progress())
-
-    async def _show_progress(self) -> None:
-        while not self._closed:
-            await asyncio.sleep(
-                max(0.0, self._last_edit + self.style.edit_interval - time.monotonic())
-            )
-            async with self._lock:
-                if self._closed or self._latest is None or self._latest == self._shown:
-                    return
-                shown, self._last_edit = self._latest, time.monotonic()
-                try:
-                    await self._update(f"{PROGRESS_MARK} {texts.progress_text(shown)}")
-                except Exception:
-                    log.warning("request %s: progress edit failed", self.request_id, exc_info=True)
-                    return
-                self._shown = shown
-
-    async def deliver(self, answer: Answer) -> None:
-        """The placeholder becomes the answer (split to fit); the thinking follows in the thread."""
-        answer_md = close_open_fence(answer.answer)
-        text = to_mrkdwn(
-            texts.answer_text(dataclasses.replace(answer, answer=answer_md), self.style.disclaimer)
-        )
-        first, *rest = split_text(text, self.style.limit, utf8_size)
-        self.answer_ts = [await self._finish(first)]
-        for part in rest:
-            self.answer_ts.append(await self._post(part))
-        self.delivered = answer
-        thinking = await self._post_thinking(answer)
-        log.info(
-            "request %s delivered: answer %d chars in %d message(s), thinking %d chars %s",
-            self.request_id,
-            len(answer.answer),
-            1 + len(rest),
-            len(answer.thinking),
-            thinking,
-        )
-
-    async def fail(self, message: str) -> None:
-        """The placeholder says why there is no answer."""
-        await self._finish(f"{FAIL_MARK} {to_mrkdwn(message)}")
-
-    async def _finish(self, text: str) -> str:
-        """End progress (after an edit in flight) and put the final text in the placeholder.
-
-        Returns the ts of the message showing it.
-        """
-        self._closed = True
-        async with self._lock:
-            if self._pending is not None:
-                self._pending.cancel()
-            try:
-                await self._update(text)
-            except SlackApiError as exc:  # e.g. the placeholder was deleted: say it anew
-                log.warning(
-                    "request %s: placeholder edit failed (%s); posting instead",
-                    self.request_id,
-                    exc.response.get("error"),
-                )
-                return await self._post(text)
-            return self.ts
-
-    async def _post_thinking(self, answer: Answer) -> str:
-        """Post the thinking as titled messages, or as a file when long; says which it did."""
-        if not answer.thinking.strip():
-            return "(none)"
+    async def post_thinking(self, send: Send, answer: Answer, anchor: str) -> str:
+        """Titled messages in the thread, or a file when long."""
         title = f"{THINKING_MARK} *{texts.thinking_title(answer)}*"
         room = self.style.limit - utf8_size(title) - 16  # title, part counter, newline
         parts = split_text(to_mrkdwn(answer.thinking), room, utf8_size)
-        if len(parts) > self.style.thinking_messages and await self._upload(title, answer):
+        if len(parts) > self.style.thinking_messages and await self._upload(send, title, answer):
             return "as a file"
         for number, part in enumerate(parts, start=1):
             counter = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
-            await self._post(f"{title}{counter}\n{part}")
+            await send(self.poster.post(f"{title}{counter}\n{part}", "post thinking"))
         return f"in {len(parts)} message(s)"
 
-    async def _upload(self, title: str, answer: Answer) -> bool:
-        try:
+    async def _upload(self, send: Send, title: str, answer: Answer) -> bool:
+        """The thinking as a file in the thread; False when Slack will not take files."""
+        filename = f"thinking-{answer.request_id or uuid.uuid4().hex[:12]}.md"
+        comment = f"{title} (long, so attached as `{filename}`)"
+
+        async def attempt() -> bool:
             await self.client.files_upload_v2(
-                channel=self.channel,
-                thread_ts=self.thread_ts,
+                channel=self.poster.channel,
+                thread_ts=self.poster.thread_ts,
                 content=answer.thinking,
-                filename=f"thinking-{answer.request_id or 'answer'}.md",
+                filename=filename,
                 title=texts.thinking_title(answer),
-                initial_comment=f"{title} (long, so attached as a file)",
+                initial_comment=comment,
             )
-        except SlackApiError as exc:  # e.g. no files:write scope: post it as messages instead
-            log.warning("request %s: thinking upload failed (%s)", self.request_id, exc)
-            return False
-        return True
+            return True
 
-    async def _update(self, text: str) -> None:
-        await self.client.chat_update(channel=self.channel, ts=self.ts, text=text)
+        async def landed() -> bool | None:
+            found = await self.poster.find_where(
+                lambda m: bool(m.get("files")) and filename in m.get("text", "")
+            )
+            return True if found else None
 
-    async def _post(self, text: str) -> str:
-        """Post in the thread; returns the new message's ts."""
-        response = await self.client.chat_postMessage(
-            channel=self.channel,
-            thread_ts=self.thread_ts,
-            text=text,
-            unfurl_links=False,
-            unfurl_media=False,
+        buckets: tuple[Hashable, ...] = (
+            method_bucket("files.completeUploadExternal"),
+            post_bucket(self.poster.channel),
         )
-        return response["ts"]
+        try:
+            return await send(Write("upload thinking", attempt, buckets, landed))
+        except Undeliverable:  # e.g. no files:write scope: post it as messages instead
+            return False
+
+
+def slack_reply(
+    outbox: Outbox,
+    client: AsyncWebClient,
+    channel: str,
+    thread_ts: str,
+    style: ReplyStyle,
+    request_id: str = "",
+    placeholder: str | None = None,
+) -> OutboxReply[str]:
+    """A Reply in the thread `thread_ts` of `channel` (its placeholder, if already posted)."""
+    surface = SlackSurface(client, channel, thread_ts, style)
+    return OutboxReply(outbox, surface, request_id, placeholder=placeholder)
