@@ -1,14 +1,22 @@
-"""A fake Discord REST API and gateway on 127.0.0.1 that the real discord.py client talks to."""
+"""A fake Discord REST API and gateway on 127.0.0.1 that the real discord.py client talks to.
+
+By default it never says no on its own. `FakeDiscord(limits=DiscordLimits())` enforces Discord's
+per-route and global rate limits (with the X-RateLimit-* headers discord.py plans by);
+`fail_next`, `lose_next` and `fault_rate` inject errors and lost responses.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
+import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +34,98 @@ API = "/api/v10"
 DISCORD_EPOCH_MS = 1_420_070_400_000
 LOADING, EPHEMERAL, HAS_THREAD = 128, 64, 32
 _OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+NONCE_TTL = 300.0  # seconds an enforced nonce returns the message it first created
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """One Discord bucket: `limit` requests per `per` seconds for each major parameter."""
+
+    limit: int
+    per: float
+
+
+_FIVE_PER_5S = RouteLimit(5, 5.0)
+ROUTE_LIMITS: dict[str, RouteLimit] = {  # "METHOD /route template" -> its bucket
+    "POST /channels/{cid}/messages": _FIVE_PER_5S,
+    "PATCH /channels/{cid}/messages/{mid}": _FIVE_PER_5S,
+    "DELETE /channels/{cid}/messages/{mid}": _FIVE_PER_5S,
+    "POST /channels/{cid}/threads": _FIVE_PER_5S,
+    "POST /channels/{cid}/messages/{mid}/threads": _FIVE_PER_5S,
+    "POST /webhooks/{app}/{token}": _FIVE_PER_5S,
+    "GET /webhooks/{app}/{token}/messages/{mid}": _FIVE_PER_5S,
+    "PATCH /webhooks/{app}/{token}/messages/{mid}": _FIVE_PER_5S,
+    "DELETE /webhooks/{app}/{token}/messages/{mid}": _FIVE_PER_5S,
+}
+CALLBACK = "POST /interactions/{iid}/{token}/callback"  # no bucket, and outside the global limit
+FAULT_ROUTES = frozenset(  # the routes fault_rate may fail: message create and edit, threads
+    {
+        "POST /channels/{cid}/messages",
+        "PATCH /channels/{cid}/messages/{mid}",
+        "POST /channels/{cid}/threads",
+        "POST /channels/{cid}/messages/{mid}/threads",
+        "POST /webhooks/{app}/{token}",
+        "PATCH /webhooks/{app}/{token}/messages/{mid}",
+    }
+)
+
+
+@dataclass
+class DiscordLimits:
+    """Discord's rate limits; `FakeDiscord(limits=DiscordLimits())` enforces them.
+
+    - `routes`: the bucket of each route ("METHOD /template" as in ROUTE_LIMITS), one per major
+      parameter: the channel (a thread is a channel of its own), or an interaction webhook's
+      application id and token. Routes not listed have no bucket.
+    - `global_limit`: requests per second across every route but interaction callbacks.
+    - `scale` multiplies every rate (windows get shorter, limits stay): the same shape, faster.
+
+    Buckets are fixed windows, as discord.py models them: the first request opens a window of
+    `per` seconds with `limit` requests. Answers on a limited route carry X-RateLimit-Limit,
+    -Remaining, -Reset, -Reset-After and -Bucket; a request over a limit is answered 429 (body
+    `retry_after` and `global`, headers Retry-After, X-RateLimit-Scope, and `Via`, without which
+    discord.py takes a 429 for a Cloudflare ban) and not applied. discord.py waits on both by
+    itself: pre-emptively once Remaining is 0, and for `retry_after` after a 429.
+    """
+
+    routes: dict[str, RouteLimit] = field(default_factory=lambda: dict(ROUTE_LIMITS))
+    global_limit: int = 50
+    scale: float = 1.0
+
+
+@dataclass
+class _Window:
+    reset: float  # time.monotonic() when the window closes
+    used: int = 0
+
+
+def _ceil_ms(seconds: float) -> float:
+    return math.ceil(seconds * 1000) / 1000
+
+
+def _bucket_headers(route: str, rule: RouteLimit, window: _Window, now: float) -> dict[str, str]:
+    after = _ceil_ms(window.reset - now)
+    return {
+        "X-RateLimit-Limit": str(rule.limit),
+        "X-RateLimit-Remaining": str(max(0, rule.limit - window.used)),
+        "X-RateLimit-Reset": f"{time.time() + after:.3f}",
+        "X-RateLimit-Reset-After": f"{after:.3f}",
+        "X-RateLimit-Bucket": hashlib.blake2b(route.encode(), digest_size=16).hexdigest(),
+    }
+
+
+def _too_many(retry_after: float, scope: str) -> web.Response:
+    """Discord's 429 answer for a bucket (scope "user") or the global limit ("global")."""
+    retry_after = _ceil_ms(retry_after)
+    headers = {
+        "Retry-After": str(math.ceil(retry_after)),
+        "X-RateLimit-Scope": scope,
+        "Via": "1.1 google",  # without it discord.py takes a 429 for a Cloudflare ban
+    }
+    if scope == "global":
+        headers["X-RateLimit-Global"] = "true"
+    body = {"message": "You are being rate limited.", "retry_after": retry_after}
+    return _json({**body, "global": scope == "global", "code": 0}, 429, headers)
 
 
 def _now() -> str:
@@ -82,6 +182,7 @@ class Call:
     files: list[Upload]
     status: int = 0  # 0 until answered
     at: float = field(default_factory=time.monotonic)
+    lost: bool = False  # applied, then its connection dropped without an answer (lose_next)
 
 
 @dataclass
@@ -92,12 +193,10 @@ class Thread:
     starter: JSON | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Fault:
-    method: str
-    path: re.Pattern[str]
-    status: int
-    retry_after: float
+    status: int  # the HTTP error to answer; 0: apply the request, then drop the connection
+    retry_after: float = 0.0
 
     def response(self) -> web.Response:
         if self.status != 429:
@@ -113,6 +212,40 @@ class _Fault:
         }
         body = {"message": "You are being rate limited.", "retry_after": self.retry_after}
         return _json({**body, "global": False, "code": 0}, 429, headers)
+
+
+@dataclass
+class _FaultRate:
+    rate: float
+    methods: frozenset[str]
+    kinds: tuple[str, ...]
+    rng: random.Random
+
+
+def _kind_fault(kind: str) -> _Fault:
+    """The fault of a fault_rate kind: "lost" or an HTTP 5xx status such as "503"."""
+    if kind == "lost":
+        return _Fault(0)
+    if kind.isdigit() and 500 <= int(kind) < 600:
+        return _Fault(int(kind))
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def _route(request: web.Request) -> str:
+    """ "METHOD /route template" of a request (its bare path when no route matched)."""
+    resource = request.match_info.route.resource
+    template = resource.canonical.removeprefix(API) if resource else request.path
+    return f"{request.method} {template}"
+
+
+def _major(request: web.Request) -> str:
+    """The major parameter of a request's bucket: its channel, webhook, or guild."""
+    info = request.match_info
+    if "cid" in info:
+        return info["cid"]
+    if "app" in info:
+        return f"{info['app']}/{info['token']}"
+    return info.get("gid", "")
 
 
 async def _read_body(request: web.Request) -> tuple[Any, list[Upload]]:
@@ -159,9 +292,17 @@ CALL = web.RequestKey("call", Call)
 class FakeDiscord:
     """Fake Discord: REST under /api/v10 plus a JSON gateway; records every call and heartbeat."""
 
-    def __init__(self, *, heartbeat_interval_ms: int = 1000, token: str = "fake-token") -> None:
+    def __init__(
+        self,
+        *,
+        heartbeat_interval_ms: int = 1000,
+        token: str = "fake-token",
+        limits: DiscordLimits | None = None,
+    ) -> None:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.token = token
+        self.limits = limits
+        self.faults_injected: Counter[str] = Counter()  # fault_rate's faults, by kind
         self.port = 0
         self._last_id = 0
         self.users: dict[str, JSON] = {}
@@ -204,10 +345,22 @@ class FakeDiscord:
         self._ws: web.WebSocketResponse | None = None
         self._live = asyncio.Event()  # a session is READY/RESUMED on self._ws
         self._acked: set[str] = set()
-        self._faults: list[_Fault] = []
+        self._faults: list[tuple[str, re.Pattern[str], _Fault]] = []  # method, path, fault
+        self._fault_rate: _FaultRate | None = None
+        self._nonces: dict[tuple[str, str], tuple[float, JSON]] = {}  # (channel, nonce) -> sent
         self._dms: dict[str, str] = {}  # user id -> DM channel id
         self._runner: web.AppRunner | None = None
         self._exit = ExitStack()
+
+    @property
+    def limits(self) -> DiscordLimits | None:
+        """The rate limits enforced (None: none); setting them starts every bucket afresh."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: DiscordLimits | None) -> None:
+        self._limits = limits
+        self._windows: dict[str, _Window] = {}  # "global", or route and major parameter
 
     @property
     def base_url(self) -> str:
@@ -330,17 +483,81 @@ class FakeDiscord:
     async def wait_for_calls(
         self, method: str, path_regex: str, count: int = 1, timeout: float = 5.0
     ) -> list[Call]:
-        """Wait until at least `count` matching calls were answered; return them all."""
+        """Wait until at least `count` matching calls were answered (or lost); return them all."""
         async with asyncio.timeout(timeout):
-            while len(calls := [c for c in self.calls_to(method, path_regex) if c.status]) < count:
+            while (
+                len(calls := [c for c in self.calls_to(method, path_regex) if c.status or c.lost])
+                < count
+            ):
                 await asyncio.sleep(0.01)
         return calls
 
+    def rate_limited(self, method: str | None = None, path_regex: str | None = None) -> int:
+        """How many calls (with `method` and a path matching `path_regex`) were answered 429."""
+        pattern = re.compile(path_regex or "")
+        return sum(
+            1
+            for c in self.calls
+            if c.status == 429 and method in (None, c.method) and pattern.search(c.path)
+        )
+
     def fail_next(
-        self, method: str, path_regex: str, status: int = 429, retry_after: float = 0.2
+        self,
+        method: str,
+        path_regex: str,
+        status: int = 429,
+        retry_after: float = 0.2,
+        times: int = 1,
     ) -> None:
-        """Answer the next matching request with `status` (429: Discord's rate-limit reply)."""
-        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, retry_after))
+        """Answer the next `times` matching requests with `status` (429: Discord's rate-limit
+        reply, which discord.py waits on and retries by itself)."""
+        fault = (method.upper(), re.compile(path_regex), _Fault(status, retry_after))
+        self._faults += [fault] * times
+
+    def lose_next(self, method: str, path_regex: str, times: int = 1) -> None:
+        """Apply the next `times` matching requests (message created or edited, the gateway
+        told), then close their connections without an answer.
+
+        discord.py retries only connection resets it recognises (errno 54 / 10054, not Linux's
+        104), so the caller gets aiohttp.ServerDisconnectedError ("Server disconnected") for a
+        POST or PATCH. aiohttp itself retries an idempotent request (GET, PUT, DELETE) once on a
+        dropped connection: a lost DELETE shows as two calls here, the second answered 404, and
+        the caller gets discord.NotFound though the message was deleted.
+        """
+        self._faults += [(method.upper(), re.compile(path_regex), _Fault(0))] * times
+
+    def fault_rate(
+        self,
+        rate: float,
+        methods: Collection[str] = ("POST", "PATCH"),
+        kinds: Sequence[str] = ("503", "lost"),
+        seed: int = 0,
+    ) -> None:
+        """Make every request with one of `methods` to a message create or edit or thread route
+        (FAULT_ROUTES) fail with probability `rate` (0 turns this off).
+
+        The kind of each failure is drawn from `kinds`: an HTTP 5xx status such as "503" (not
+        applied) or "lost" (as lose_next). discord.py retries 500, 502 and 504 by itself, after
+        1, 3, 5 and 7 s; a 503 reaches the caller as discord.DiscordServerError. Draws come from
+        random.Random(seed), so the same requests meet the same faults; faults queued with
+        fail_next or lose_next go first. Each injected fault is counted in `faults_injected`.
+        """
+        for kind in kinds:
+            _kind_fault(kind)  # refuse an unknown kind now rather than mid-test
+        self._fault_rate = None
+        if rate:
+            methods = frozenset(m.upper() for m in methods)
+            self._fault_rate = _FaultRate(rate, methods, tuple(kinds), random.Random(seed))
+
+    async def delete_message(self, channel_id: str, message_id: str) -> None:
+        """Delete a message as a moderator would (KeyError if there is none) and dispatch
+        MESSAGE_DELETE; editing it then answers 404 Unknown Message (10008)."""
+        await self._remove(self.messages[channel_id][message_id])
+
+    async def redispatch(self, message: JSON) -> None:
+        """Dispatch the MESSAGE_CREATE of `message` again, as a gateway redelivers an event
+        after a resume."""
+        await self.dispatch("MESSAGE_CREATE", message)
 
     async def dispatch(self, event: str, data: JSON, timeout: float = 5.0) -> None:
         """Send a DISPATCH once a session is live (after READY or RESUMED)."""
@@ -712,12 +929,13 @@ class FakeDiscord:
         call = Call(request.method, path, dict(request.query), *body_and_files)
         self.calls.append(call)
         request[CALL] = call
-        fault = next(
-            (f for f in self._faults if f.method == call.method and f.path.search(call.path)), None
-        )
-        if fault is not None:
-            self._faults.remove(fault)
-            response: web.StreamResponse = fault.response()
+        route = _route(request)
+        refused, headers = self._throttle(request, route)
+        fault = None if refused else self._next_fault(call, route)
+        if refused is not None:
+            response: web.StreamResponse = refused
+        elif fault is not None and fault.status:
+            response = fault.response()
         else:
             try:
                 response = await handler(request)
@@ -725,8 +943,64 @@ class FakeDiscord:
                 response = _json({"message": exc.message, "code": exc.code}, exc.status)
             except web.HTTPException as exc:  # no such route or method
                 response = _json({"message": f"{exc.status}: {exc.reason}", "code": 0}, exc.status)
+            if fault is not None:  # lost: applied, and no answer
+                call.lost = True
+                if request.transport is not None:
+                    request.transport.close()
+                return response  # never sent
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
         call.status = response.status
         return response
+
+    def _throttle(
+        self, request: web.Request, route: str
+    ) -> tuple[web.Response | None, dict[str, str]]:
+        """Count a request against the global limit and its route's bucket. Returns a 429 (then
+        nothing is counted) or None, and the headers of the route's bucket, if it has one."""
+        limits = self._limits
+        if limits is None or route == CALLBACK:
+            return None, {}
+        now = time.monotonic()
+        spent = self._window("global", 1.0 / limits.scale, now)
+        bucket = None
+        if (rule := limits.routes.get(route)) is not None:
+            bucket = rule, self._window(f"{route} {_major(request)}", rule.per / limits.scale, now)
+        refused = None
+        if spent.used >= limits.global_limit:
+            refused = _too_many(spent.reset - now, "global")
+        elif bucket is not None and bucket[1].used >= bucket[0].limit:
+            refused = _too_many(bucket[1].reset - now, "user")
+        else:
+            spent.used += 1
+            if bucket is not None:
+                bucket[1].used += 1
+        return refused, {} if bucket is None else _bucket_headers(route, *bucket, now)
+
+    def _window(self, key: str, per: float, now: float) -> _Window:
+        """The open window of a bucket (a new one if it has none, or it closed)."""
+        window = self._windows.get(key)
+        if window is None or now >= window.reset:
+            window = self._windows[key] = _Window(now + per)
+        return window
+
+    def _next_fault(self, call: Call, route: str) -> _Fault | None:
+        for queued in self._faults:
+            method, pattern, fault = queued
+            if method == call.method and pattern.search(call.path):
+                self._faults.remove(queued)
+                return fault
+        chance = self._fault_rate
+        if (
+            chance is None
+            or call.method not in chance.methods
+            or route not in FAULT_ROUTES
+            or chance.rng.random() >= chance.rate
+        ):
+            return None
+        kind = chance.rng.choice(chance.kinds)
+        self.faults_injected[kind] += 1
+        return _kind_fault(kind)
 
     def _interaction(self, token: str) -> JSON:
         if token not in self.interactions:
@@ -798,8 +1072,17 @@ class FakeDiscord:
             raise DiscordError(404, "Unknown Channel", 10003)
         body = call.json or {}
         _check_content(body, call)
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            sent = self._nonces.get((cid, str(nonce)))
+            if sent is not None and time.monotonic() - sent[0] < NONCE_TTL:
+                return _json(sent[1])  # Discord's answer to a repeated nonce: the first message
         ref = (body.get("message_reference") or {}).get("message_id")
-        return _json(await self._bot_message(cid, body, call, **self._reply_fields(cid, ref)))
+        extra = self._reply_fields(cid, ref) | ({} if nonce is None else {"nonce": nonce})
+        msg = await self._bot_message(cid, body, call, **extra)
+        if nonce is not None:
+            self._nonces[(cid, str(nonce))] = (time.monotonic(), msg)
+        return _json(msg)
 
     async def _get_message(self, request: web.Request) -> web.Response:
         return _json(self._find_message(request))
@@ -819,11 +1102,14 @@ class FakeDiscord:
         return _json(msg)
 
     async def _delete_message(self, request: web.Request) -> web.Response:
-        msg = self._find_message(request)
+        await self._remove(self._find_message(request))
+        return web.Response(status=204)
+
+    async def _remove(self, msg: JSON) -> None:
+        """Delete a stored message and dispatch MESSAGE_DELETE."""
         del self.messages[msg["channel_id"]][msg["id"]]
         deleted = {k: msg[k] for k in ("id", "channel_id", "guild_id") if k in msg}
         await self._echo("MESSAGE_DELETE", deleted)
-        return web.Response(status=204)
 
     async def _create_thread(self, request: web.Request) -> web.Response:
         cid, body = request.match_info["cid"], request[CALL].json or {}
