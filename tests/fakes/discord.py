@@ -537,8 +537,9 @@ class FakeDiscord:
         (FAULT_ROUTES) fail with probability `rate` (0 turns this off).
 
         The kind of each failure is drawn from `kinds`: an HTTP 5xx status such as "503" (not
-        applied) or "lost" (as lose_next). discord.py retries 500, 502 and 504 by itself, after
-        1, 3, 5 and 7 s; a 503 reaches the caller as discord.DiscordServerError. Draws come from
+        applied) or "lost" (as lose_next). discord.py retries 500, 502, 504 (and 524) by itself,
+        sleeping 1, 3, 5, 7 and 9 s (25 s in all) before it gives up; any other 5xx, 503
+        included, reaches the caller at once as discord.DiscordServerError. Draws come from
         random.Random(seed), so the same requests meet the same faults; faults queued with
         fail_next or lose_next go first. Each injected fault is counted in `faults_injected`.
         """
