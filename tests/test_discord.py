@@ -15,16 +15,16 @@ import pytest
 from bot.config import ConfigError, Settings
 from bot.core.admission import Admission
 from bot.core.service import AnswerService
-from bot.discord import DiscordAdapter
+from bot.discord import DiscordAdapter, limits
 from bot.discord.adapter import STOPPED
 from bot.discord.events import quote, strip_mention, unquote
-from bot.discord.outbox import NOTICE_MARK
-from bot.discord.reply import thread_name
+from bot.discord.surface import NOTICE_MARK, thread_name
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.local import LocalEngine
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 
+FAST = 20.0  # Discord's limits, 20 times faster: these tests are about flows, not budgets
 JSON = dict[str, Any]
 T = TypeVar("T")
 DISCLAIMER = Settings(_env_file=None).disclaimer
@@ -53,6 +53,7 @@ def _adapter(
     sampling = SamplingParams(max_new_tokens=48, temperature=0.0)
     service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
     client_kwargs = {"guild_ready_timeout": 0.05}
+    kwargs.setdefault("budget", limits.budget(scale=FAST))
     return DiscordAdapter(settings, service, client_kwargs=client_kwargs, **kwargs)
 
 

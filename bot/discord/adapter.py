@@ -19,21 +19,33 @@ from discord import app_commands
 from bot import logs
 from bot.config import ConfigError, Settings
 from bot.core import texts
+from bot.core.budget import Budget
 from bot.core.events import Origin, Question
+from bot.core.outbox import Outbox, Undeliverable, Write
+from bot.core.recent import RecentIds
+from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
-from bot.discord import events
+from bot.discord import events, limits
 from bot.discord.feedback import DiscordFeedback
 from bot.discord.history import history
-from bot.discord.outbox import NO_PINGS, ChannelOutbox, InteractionOutbox, Outbox
 from bot.discord.quiz import DiscordQuiz
-from bot.discord.reply import DiscordReply
+from bot.discord.surface import (
+    NO_PINGS,
+    ChannelSurface,
+    InteractionSurface,
+    discord_reply,
+    thread_name,
+)
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
+from inference.engine import Message
 
 log = logging.getLogger(__name__)
 
 STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
-LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer
+LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer, when stopping
+LAST_WORD_PATIENCE = 120.0  # the same, otherwise
+HISTORY_PATIENCE = 30.0  # seconds of retries to read a conversation before the asker is told
 
 
 def gateway_intents() -> discord.Intents:
@@ -63,9 +75,11 @@ class DiscordAdapter:
         stop_grace: float = 5.0,
         feedback: FeedbackStore | None = None,
         quizzes: Quizzes | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
+        self.outbox = Outbox("discord", budget or limits.budget(), limits.classify)
         self.stop_grace = stop_grace
         self.sync_guild = discord.Object(sync_guild) if sync_guild is not None else None
         options = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
@@ -82,10 +96,12 @@ class DiscordAdapter:
                 quizzes,
                 disclaimer=settings.disclaimer,
                 spawn=self._spawn,
+                outbox=self.outbox,
                 admission=service.admission,
             )
             self.tree.add_command(self.quiz.command(), guild=self.sync_guild)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seen = RecentIds()  # message ids: a redelivered MESSAGE_CREATE is answered once
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
         self._stopping = False
@@ -189,28 +205,39 @@ class DiscordAdapter:
         me = self.client.user
         if me is None or (origin := events.origin(message, me.id)) is None:
             return
+        if not self._seen.first_time(str(message.id)):
+            log.info("discord: message %s delivered again; already handled", message.id)
+            return
         if self.quiz is not None and self.quiz.intercepts(message, me.id):
             return
         if self._accepting:
             self._spawn(self._answer_message(message, origin, me.id))
         elif self._stopping:  # still connected while answers in flight finish
             question = events.question(message, me.id, origin)
-            await _last_word(self._reply(ChannelOutbox(message), question), texts.RESTARTING)
+            await _last_word(self._in_channel(message, question), texts.RESTARTING)
 
     async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
         question = events.question(message, bot_id, origin)
-        reply = self._reply(ChannelOutbox(message), question)
-        await reply.show_placeholder()
+        reply = self._in_channel(message, question)
+        reply.start()  # a courtesy: the question goes on whether or not it lands
         if origin == "follow-up":
-            try:
-                turns = await history(message, bot_id, self.settings.disclaimer)
-            except discord.HTTPException as exc:
-                log.warning(
-                    "request %s: history unreadable (HTTP %s)", reply.request_id, exc.status
-                )
-                turns = ()
+            turns = await self._history(message, bot_id, reply.request_id)
+            if turns is None:
+                await _last_word(reply, texts.HISTORY_UNREADABLE, LAST_WORD_PATIENCE)
+                return
             question = dataclasses.replace(question, history=turns)
         await self._answer(question, reply)
+
+    async def _history(
+        self, message: discord.Message, bot_id: int, request_id: str
+    ) -> tuple[Message, ...] | None:
+        """A follow-up's earlier turns; None when Discord would not say (after retries)."""
+        write = Write("read the conversation", lambda: history(message, bot_id, self.disclaimer))
+        try:
+            return await self.outbox.send(write, patience=HISTORY_PATIENCE)
+        except Undeliverable as exc:
+            log.warning("request %s: history unreadable (%s)", request_id, exc)
+            return None
 
     # ---- /ask -------------------------------------------------------------------------------
     def _ask_command(self) -> app_commands.Command[Any, ..., None]:
@@ -267,15 +294,25 @@ class DiscordAdapter:
                     "request %s: question not shown (HTTP %s)", question.request_id, exc.status
                 )
         if shown is None:
-            reply = self._reply(InteractionOutbox(interaction, ephemeral=private), question)
+            surface = InteractionSurface(interaction, ephemeral=private, disclaimer=self.disclaimer)
+            reply = self._reply(discord_reply(self.outbox, surface, question.request_id), question)
         else:
-            reply = self._reply(ChannelOutbox(shown), question)
-            await reply.show_placeholder()
+            reply = self._in_channel(shown, question)
+            reply.start()
         await self._answer(question, reply)
 
     # ---- answering --------------------------------------------------------------------------
-    def _reply(self, outbox: Outbox, question: Question) -> DiscordReply:
-        """The question's reply; from here on, this task's log records carry its request id."""
+    @property
+    def disclaimer(self) -> str:
+        return self.settings.disclaimer
+
+    def _in_channel(self, message: discord.Message, question: Question) -> OutboxReply[Any]:
+        """A reply to `message` in its channel."""
+        surface = ChannelSurface(message, thread_name(question.text), self.disclaimer)
+        return self._reply(discord_reply(self.outbox, surface, question.request_id), question)
+
+    def _reply(self, reply: OutboxReply[Any], question: Question) -> OutboxReply[Any]:
+        """`reply`, logged; from here on, this task's log records carry the request id."""
         logs.request_id.set(question.request_id)
         log.info(
             "request %s: discord %s, %d chars",
@@ -283,14 +320,9 @@ class DiscordAdapter:
             question.origin,
             len(question.text),
         )
-        return DiscordReply(
-            outbox,
-            question.text,
-            disclaimer=self.settings.disclaimer,
-            request_id=question.request_id,
-        )
+        return reply
 
-    async def _answer(self, question: Question, reply: DiscordReply) -> None:
+    async def _answer(self, question: Question, reply: OutboxReply[Any]) -> None:
         """Run the service; whatever happens, try to leave the asker a message."""
         started = time.monotonic()
         try:
@@ -300,7 +332,7 @@ class DiscordAdapter:
             raise
         except Exception:
             log.exception("request %s: posting the answer failed", question.request_id)
-            await _last_word(reply, texts.BROKEN)  # unless the answer is shown already
+            await _last_word(reply, texts.BROKEN, LAST_WORD_PATIENCE)  # unless shown already
             outcome = "failed"
         await self.feedback.answered(question, reply)  # if an answer was shown
         log.info(
@@ -323,13 +355,15 @@ class DiscordAdapter:
             log.error("discord: a question failed unexpectedly", exc_info=error)
 
 
-async def _last_word(reply: DiscordReply, text: str) -> None:
+async def _last_word(
+    reply: OutboxReply[Any], text: str, timeout: float = LAST_WORD_TIMEOUT
+) -> None:
     """Tell the asker why there is no answer, unless the answer is already shown (then a failure
-    came after it, posting the thinking, and must not overwrite it)."""
-    if reply.delivered is not None:
+    came after it, posting the thinking, and must not overwrite it) or they were told."""
+    if reply.finished:
         return
     try:
-        await asyncio.wait_for(reply.fail(text), LAST_WORD_TIMEOUT)
+        await asyncio.wait_for(reply.fail(text), timeout)
     except Exception as exc:
         log.warning("request %s: the asker could not be told (%r)", reply.request_id, exc)
 

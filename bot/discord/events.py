@@ -8,7 +8,7 @@ from typing import TypeGuard
 import discord
 
 from bot.core.events import ConversationRef, Origin, Question
-from bot.discord.outbox import MESSAGE_LIMIT
+from bot.discord.surface import MESSAGE_LIMIT
 
 CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)  # not joins, pins, ...
 

@@ -7,11 +7,12 @@ restart count too.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 
 from bot.core.events import Question
-from bot.discord.reply import DiscordReply
+from bot.core.reply import OutboxReply
 from bot.feedback.store import FeedbackStore, Reaction
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,11 @@ class DiscordFeedback:
             self.client.event(self.on_raw_reaction_add)
             self.client.event(self.on_raw_reaction_remove)
 
-    async def answered(self, question: Question, reply: DiscordReply) -> None:
+    async def answered(self, question: Question, reply: OutboxReply[Any]) -> None:
         """Record the answer `reply` delivered, if it delivered one."""
         if self.store is None or reply.delivered is None:
             return
-        messages = reply.answer_messages
+        messages = [m for m in reply.shown if isinstance(m, discord.Message)]
         channel = str(messages[0].channel.id) if messages else question.conversation.channel
         ids = [str(message.id) for message in messages]
         try:

@@ -1,7 +1,7 @@
 """A follow-up's history, read back from Discord: earlier questions and the bot's final answers.
 
 Nothing is kept in memory, so conversations survive restarts. The bot's messages follow two rules
-(see `ChannelOutbox`): every part of an answer replies to its question, and thinking messages reply
+(see `ChannelSurface`): every part of an answer replies to its question, and thinking messages reply
 to nothing. An answer counts as final when it ends with the disclaimer footer, which is stripped;
 placeholders, progress and error messages lack it and are left out with their question; emergency
 notices (marked) are left out too. (With an empty HUATUO_DISCLAIMER every other reply of the bot
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import discord
 
 from bot.discord.events import is_bot_thread, question_text
-from bot.discord.outbox import NOTICE_MARK
 from bot.discord.quiz import CASE_ABOVE
+from bot.discord.surface import NOTICE_MARK
 from bot.quiz import texts as quiz_texts
 from inference.engine import Message
 
@@ -30,7 +30,7 @@ ANSWER_SCAN = 100  # messages after a question searched for its answer's parts
 CASE_SCAN = 10  # messages before a quiz searched for the case it shows in messages above
 TITLE = re.compile(r"\*\*[^*\n]+\*\*")  # a quiz's bold title, which starts its case too
 QUIZ_HEADINGS = tuple(f"**{title}**" for title in quiz_texts.TITLES)
-THINKING_HEADING = "**Thinking"  # the first of the bot's thinking messages (see DiscordReply)
+THINKING_HEADING = "**Thinking"  # the first of the bot's thinking messages (see `thinking_posts`)
 
 
 async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tuple[Message, ...]:

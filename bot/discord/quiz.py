@@ -6,7 +6,7 @@ click (`huatuo-quiz:<quiz id>:<letter or reveal>`), so clicks are handled whatev
 view that sent them. Every click is answered at once: learners get a private (ephemeral)
 confirmation, and the message shows only how many have answered. The reveal edits the message
 (buttons removed, the correct option marked) and opens a thread on it with the correct answer and
-the tally, then the model's own answer, which `DiscordReply` posts like any answer (replying to
+the tally, then the model's own answer, which is posted like any answer (replying to
 the tally), its thinking after it. In DMs and threads, with no new thread, all of that follows in
 the same conversation and the model's answer replies to the quiz message itself: that is how
 `bot.discord.history` finds the case for a question replying to it.
@@ -26,10 +26,17 @@ import discord
 from discord import app_commands
 
 from bot.core.admission import Admission
+from bot.core.outbox import Outbox
 from bot.core.splitting import split_text
 from bot.discord import events
-from bot.discord.outbox import MESSAGE_LIMIT, NO_PINGS, ChannelOutbox, open_thread
-from bot.discord.reply import DiscordReply, thread_name
+from bot.discord.surface import (
+    MESSAGE_LIMIT,
+    NO_PINGS,
+    ChannelSurface,
+    discord_reply,
+    open_thread,
+    thread_name,
+)
 from bot.quiz import texts
 from bot.quiz.bank import QuizItem
 from bot.quiz.explanation import Explanation, ExplanationFailed
@@ -99,10 +106,12 @@ class DiscordQuiz:
         *,
         disclaimer: str,
         spawn: Spawn,
+        outbox: Outbox,
         admission: Admission | None = None,
     ) -> None:
         self.client = client
         self.quizzes = quizzes
+        self.outbox = outbox  # the model's explanation goes out like any answer
         self.disclaimer = disclaimer
         self.admission = admission or Admission()  # who may start a quiz, where, how often
         self._spawn = spawn
@@ -306,19 +315,19 @@ class DiscordQuiz:
     ) -> None:
         """The model's answer below the reveal, replying to `answering`: at once if ready, else a
         note now and it later."""
-        outbox = ChannelOutbox(answering)  # type: ignore[arg-type]  # partial: enough to reply to
-        reply = DiscordReply(outbox, name, disclaimer=self.disclaimer, request_id=f"quiz-{quiz.id}")
+        surface = ChannelSurface(answering, name, self.disclaimer)
+        reply = discord_reply(self.outbox, surface, f"quiz-{quiz.id}")
         try:
             answer = await explanation.wait(self.quizzes.explain_wait)
             if answer is None:
-                await reply.outbox.edit(texts.EXPLANATION_PENDING)
+                reply.start(texts.EXPLANATION_PENDING)
                 answer = await explanation.wait(None)
                 assert answer is not None  # waiting without a timeout answers or raises
             await reply.deliver(explanation.labelled(answer))
         except ExplanationFailed as exc:
             await reply.fail(str(exc))
         except asyncio.CancelledError:  # the bot is stopping
-            if reply.delivered is None:
+            if not reply.finished:
                 last_word = asyncio.wait_for(reply.fail(texts.EXPLANATION_STOPPED), 5.0)
                 await asyncio.gather(asyncio.shield(last_word), return_exceptions=True)
             raise
