@@ -41,6 +41,7 @@ from tests.fakes.slack import (
     BOT_ID,
     BOT_USER_ID,
     FakeSlack,
+    SlackLimits,
     app_mention_event,
     bot_message_event,
     event_callback,
@@ -141,12 +142,21 @@ def settings(slack: FakeSlack, mode: Mode) -> Settings:
 
 @asynccontextmanager
 async def running(
-    engine: Any, mode: Mode = "http", admission: Admission | None = None, **options: Any
+    engine: Any,
+    mode: Mode = "http",
+    admission: Admission | None = None,
+    *,
+    slack_limits: SlackLimits | None = None,
+    metrics: Any = None,
+    **options: Any,
 ) -> AsyncIterator[Bot]:
-    """The adapter on a fresh fake Slack, served by bot/web.py's server; stopped cleanly."""
-    async with FakeSlack() as slack, aiohttp.ClientSession() as http:
+    """The adapter on a fresh fake Slack (enforcing `slack_limits`, if any), served by
+    bot/web.py's server; stopped cleanly."""
+    async with FakeSlack(limits=slack_limits) as slack, aiohttp.ClientSession() as http:
         sampling = SamplingParams(max_new_tokens=24, temperature=0.0)
-        service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
+        service = AnswerService(
+            engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
+        )
         web_app = create_web_app()
         options.setdefault("budget", limits.budget(scale=FAST))
         adapter = SlackAdapter(settings(slack, mode), service, web_app, **options)

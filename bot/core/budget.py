@@ -96,6 +96,18 @@ class Budget:
             keys += tuple(Share(key) for key in keys)
         return keys
 
+    def ready_in(self, keys: tuple[Hashable, ...], priority: Priority) -> float:
+        """About how long a write of `priority` spending `keys` would wait for its tokens, behind
+        the writes already waiting that go first."""
+        now = self._clock()
+        wait = 0.0
+        for key in keys:
+            bucket = self._bucket(key, now)
+            ahead = sum(1 for w in self._waiters if w.priority <= priority and key in w.keys)
+            at = bucket.ready_at(now) + ahead / bucket.rate.per_second
+            wait = max(wait, at - now)
+        return wait
+
     def waiting(self) -> int:
         """Writes waiting for a token."""
         return len(self._waiters)

@@ -130,7 +130,7 @@ class Outbox:
         give_up_after: float = 300.0,
         backoff: float = 0.5,
         max_backoff: float = 15.0,
-        settle_timeout: float = 5.0,
+        settle_timeout: float = 1.0,
     ) -> None:
         self.name = name
         self.budget = budget
@@ -219,6 +219,10 @@ class Outbox:
             return Transient("no response in time", ambiguous=True)
         return self.classify(exc)
 
+    def delay(self, write: Write[object], priority: Priority = Priority.ANSWER) -> float:
+        """About how long `write` would wait for its budget now."""
+        return self.budget.ready_in(self.budget.limited(write.buckets, priority), priority)
+
     # ---- progress --------------------------------------------------------------------------
     def offer(self, slot: Hashable, write: Write[object], min_interval: float) -> None:
         """Send `write` when the budget allows, unless a newer one for `slot` comes first."""
@@ -245,22 +249,25 @@ class Outbox:
                 self._current.pop(slot, None)
             self._last_progress[slot] = time.monotonic()
 
-    async def settle(self, slot: Hashable) -> None:
+    async def settle(self, slot: Hashable) -> bool:
         """Drop `slot`'s pending progress and wait briefly for one in flight, so that what comes
-        next (the answer) is the last word."""
+        next (the answer) is the last word. True if one in flight was stuck (the platform is
+        holding that route back) and had to be cut off."""
         self._latest.pop(slot, None)
         self._last_progress.pop(slot, None)
         if (current := self._current.get(slot)) is not None:
             current.withdraw()
         runner = self._runners.pop(slot, None)
         if runner is None or runner.done():
-            return
+            return False
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(runner), self.settle_timeout)
-        if not runner.done():
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+        if runner.done():
+            return False
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        return True
 
 
 def _describe(failure: Failure) -> str:

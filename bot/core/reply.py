@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 H = TypeVar("H")  # how a platform names a message it posted (a Slack ts, a discord.Message)
 Role = Literal["placeholder", "progress", "notice", "answer", "failure"]
 Send = Callable[[Write[Any]], Awaitable[Any]]
+DETOUR = 2.0  # seconds: an edit held back longer than a new post is replaced by a new post
 
 
 class Surface(Protocol[H]):
@@ -34,6 +35,9 @@ class Surface(Protocol[H]):
     def show(self, text: str, role: Role, target: H | None = None) -> Write[H]:
         """Edit `target` to show `text` (Markdown, or an answer part as `answer_parts` made it),
         or post it as a new message in the answer's place when `target` is None."""
+
+    def remove(self, target: H) -> Write[object]:
+        """Delete `target` (a placeholder whose place a new message took)."""
 
     def answer_parts(self, answer: Answer) -> list[str]:
         """The answer message's text, formatted for the platform and split to fit."""
@@ -64,6 +68,7 @@ class OutboxReply(Generic[H]):
         self._posting: tuple[Write[H], asyncio.Task[H | None]] | None = None
         self._status: str | None = None  # the latest progress text
         self._closing = False
+        self._edit_stuck = False  # a progress edit was cut off: that route is held back
 
     def start(self, status: str = texts.PLACEHOLDER) -> None:
         """Post the placeholder when the budget allows, without waiting for it."""
@@ -149,11 +154,18 @@ class OutboxReply(Generic[H]):
             self._posting = None
             write.withdraw()
             await task
-        await self.outbox.settle(self)
+        self._edit_stuck |= await self.outbox.settle(self)
         return self._placeholder
 
     async def _show(self, text: str, role: Role, target: H | None) -> H:
-        """A final text: in `target` if it still exists, else as a new message."""
+        """A final text: in `target` if it still exists and can be edited soon, else as a new
+        message (then `target` is deleted)."""
+        if target is not None and self._held_back(text, role, target):
+            log.info("request %s: edits held back; posting anew", self.request_id)
+            shown = await self.outbox.send(self.surface.show(text, role))
+            self._placeholder = None
+            await self._remove(target)
+            return shown
         if target is not None:
             try:
                 shown = await self.outbox.send(self.surface.show(text, role, target))
@@ -166,3 +178,16 @@ class OutboxReply(Generic[H]):
                 return shown
             self._placeholder = None
         return await self.outbox.send(self.surface.show(text, role))
+
+    def _held_back(self, text: str, role: Role, target: H) -> bool:
+        """Editing `target` would wait much longer than posting (the platform said to wait)."""
+        edit, post = self.surface.show(text, role, target), self.surface.show(text, role)
+        return self._edit_stuck or self.outbox.delay(edit) > self.outbox.delay(post) + DETOUR
+
+    async def _remove(self, placeholder: H) -> None:
+        """Delete a placeholder left behind, so no stale progress stays above the answer."""
+        try:
+            await self.outbox.send(self.surface.remove(placeholder), Priority.THINKING)
+        except Undeliverable as exc:
+            if not exc.gone:
+                log.warning("request %s: placeholder not removed (%s)", self.request_id, exc)

@@ -24,7 +24,7 @@ DEFAULT_WAIT = 2.0  # a 429 that discord.py gave up on
 
 
 def channel_bucket(route: str, channel_id: int) -> Hashable:
-    """One route ("create", "edit", "thread") in one channel."""
+    """One route ("create", "edit", "delete", "thread") in one channel."""
     return (route, channel_id)
 
 
@@ -38,7 +38,7 @@ def rate(key: Hashable, scale: float = 1.0) -> Rate | None:
     if key == GLOBAL:
         return Rate(45.0 * scale, 10.0)
     kind = key[0] if isinstance(key, tuple) else None
-    if kind in ("create", "edit", "thread"):
+    if kind in ("create", "edit", "delete", "thread"):
         return Rate(PER_CHANNEL.per_second * scale, PER_CHANNEL.burst)
     if kind == "webhook":
         return Rate(PER_TOKEN.per_second * scale, PER_TOKEN.burst)

@@ -64,6 +64,13 @@ def _edit(message: Any, content: str, role: Role, buckets: tuple[Hashable, ...])
     return Write(f"edit to {role}", attempt, buckets)
 
 
+def _delete(message: Any, buckets: tuple[Hashable, ...]) -> Write[object]:
+    async def attempt() -> None:
+        await message.delete()
+
+    return Write("delete placeholder", attempt, buckets)
+
+
 class ChannelSurface:
     """Ordinary messages replying to `question`; the thinking in a thread on the answer."""
 
@@ -83,6 +90,9 @@ class ChannelSurface:
             return _edit(target, content, role, (channel_bucket("edit", self.channel.id), GLOBAL))
         reference = self.question.to_reference(fail_if_not_exists=False)
         return self._post(Post(content), f"post {role}", self.channel, reference=reference)
+
+    def remove(self, target: discord.Message) -> Write[object]:
+        return _delete(target, (channel_bucket("delete", self.channel.id), GLOBAL))
 
     def answer_parts(self, answer: Answer) -> list[str]:
         return split_text(texts.answer_text(answer, self.disclaimer), MESSAGE_LIMIT)
@@ -162,6 +172,15 @@ class InteractionSurface:
         if target is not None:
             return _edit(target, content, role, self._buckets)
         return self._followup(Post(content), f"followup {role}")
+
+    def remove(self, target: Any) -> Write[object]:
+        if target is ORIGINAL:
+
+            async def attempt() -> None:
+                await self.interaction.delete_original_response()
+
+            return Write("delete the response", attempt, self._buckets)
+        return _delete(target, self._buckets)
 
     def answer_parts(self, answer: Answer) -> list[str]:
         return split_text(texts.answer_text(answer, self.disclaimer), MESSAGE_LIMIT)

@@ -99,6 +99,14 @@ class SlackPoster:
 
         return Write(label, attempt, (method_bucket("chat.update"),))
 
+    def delete(self, ts: str) -> Write[object]:
+        """Delete message `ts`."""
+
+        async def attempt() -> object:
+            return await self.client.chat_delete(channel=self.channel, ts=ts)
+
+        return Write("delete placeholder", attempt, (method_bucket("chat.delete"),))
+
     async def find(self, tag: str) -> str | None:
         """The ts of our message tagged `tag`, if Slack has it."""
         return await self.find_where(
@@ -136,6 +144,9 @@ class SlackSurface:
         if target is None:
             return self.poster.post(text, f"post {role}")
         return self.poster.edit(target, text, f"edit to {role}")
+
+    def remove(self, target: str) -> Write[object]:
+        return self.poster.delete(target)
 
     def answer_parts(self, answer: Answer) -> list[str]:
         shown = dataclasses.replace(answer, answer=close_open_fence(answer.answer))
