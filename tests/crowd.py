@@ -201,3 +201,87 @@ async def slack_crowd(
             return report(seen, finished.ready, seconds, bot.slack.rate_limited(), injected)
     finally:
         await scripted.close(grace=0)
+
+
+# ---- Discord -----------------------------------------------------------------------------------
+def discord_seen(fake: Any, asked: dict[str, Any], text: str) -> Seen:
+    """What the asker of `text` (their message `asked`) sees: the bot's replies to it, and the
+    thinking that names their question (in a thread, or in the channel)."""
+    from bot.core import texts
+
+    seen, first_line, bot = Seen(), f"{ANSWER}{text}", fake.bot_user["id"]
+    progress = (texts.PLACEHOLDER, "Writing the answer…")
+    for message in fake.channel_messages(asked["channel_id"]):
+        if (message.get("message_reference") or {}).get("message_id") != asked["id"]:
+            continue
+        content = message["content"]
+        if content.split("\n", 1)[0] == first_line:
+            seen.answers += 1
+        elif content.startswith(progress):
+            seen.progress += 1
+        else:
+            seen.failures += 1
+    seen.thinking = sum(
+        1
+        for channel in fake.channels
+        for message in fake.channel_messages(channel)
+        if message["author"]["id"] == bot
+        and message["content"].startswith("**Thinking")
+        and f"The question is: {text}\n" in message["content"]
+    )
+    shown = [
+        call.at
+        for call in fake.calls
+        if call.method in ("POST", "PATCH")
+        and (call.status == 200 or call.lost)
+        and str((call.json or {}).get("content", "")).split("\n", 1)[0] == first_line
+    ]
+    seen.shown_at = min(shown, default=None)
+    return seen
+
+
+async def discord_crowd(
+    askers: int,
+    channels: int = 1,
+    *,
+    scale: float = 1.0,
+    faults: float = 0.0,
+    seed: int = 0,
+    timeout: float = 600.0,
+) -> Report:
+    """`askers` people mention the bot at once over `channels` channels, with Discord's limits
+    enforced (`scale` times faster) and `faults` of the message writes failing (503 or a lost
+    response); what each of them sees at the end."""
+    from bot.discord import limits
+    from tests.fakes.discord import DiscordLimits, FakeDiscord
+    from tests.test_discord import serving
+
+    fake = FakeDiscord(limits=DiscordLimits(scale=scale))
+    await fake.start()
+    places = [fake.channel_id, *(fake.add_channel(f"ward-{n}") for n in range(1, channels))]
+    finished, scripted = Finished(), engine()
+    await scripted.start()
+    try:
+        budget = limits.budget(scale=scale)
+        async with serving(fake, scripted, metrics=finished, budget=budget) as adapter:
+            fake.fault_rate(faults, seed=seed)
+            people = [fake.make_user(f"learner{n}") for n in range(askers)]
+            started = time.monotonic()
+            asked = {
+                f"question {n}": await fake.dispatch_message(
+                    f"question {n}",
+                    author=person,
+                    channel_id=places[n % channels],
+                    mentions_bot=True,
+                )
+                for n, person in enumerate(people)
+            }
+            await settle(lambda: adapter.in_flight == 0, timeout)
+            seconds = time.monotonic() - started
+            fake.fault_rate(0)
+            seen = {text: discord_seen(fake, message, text) for text, message in asked.items()}
+            injected = sum(fake.faults_injected.values())
+            return report(seen, finished.ready, seconds, fake.rate_limited(), injected)
+    finally:
+        await scripted.close(grace=0)
+        await fake.stop()

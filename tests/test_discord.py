@@ -42,7 +42,11 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 def _adapter(
-    fake: FakeDiscord, engine: Any, admission: Admission | None = None, **kwargs: Any
+    fake: FakeDiscord,
+    engine: Any,
+    admission: Admission | None = None,
+    metrics: Any = None,
+    **kwargs: Any,
 ) -> DiscordAdapter:
     settings = Settings(
         _env_file=None,
@@ -51,7 +55,9 @@ def _adapter(
         discord_gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
     )
     sampling = SamplingParams(max_new_tokens=48, temperature=0.0)
-    service = AnswerService(engine, sampling, progress_interval=0.05, admission=admission)
+    service = AnswerService(
+        engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
+    )
     client_kwargs = {"guild_ready_timeout": 0.05}
     kwargs.setdefault("budget", limits.budget(scale=FAST))
     return DiscordAdapter(settings, service, client_kwargs=client_kwargs, **kwargs)
@@ -382,7 +388,7 @@ class Recording:
 
 @pytest.mark.model
 async def test_builtin_model_answers_while_heartbeats_keep_time(
-    fake: FakeDiscord, local_engine: LocalEngine
+    fake: FakeDiscord, local_engine: LocalEngine, slowness: float
 ) -> None:
     questions = [
         "What are the symptoms of anemia?",
@@ -403,7 +409,7 @@ async def test_builtin_model_answers_while_heartbeats_keep_time(
                 (parts := replies(fake, a)) and parts[-1]["content"].endswith(DISCLAIMER)
                 for a in asked
             ),
-            timeout=60,
+            timeout=60 * slowness,  # about 3 s on an idle 2-core machine
         )
         end = time.monotonic()
 

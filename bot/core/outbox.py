@@ -79,7 +79,8 @@ class Write(Generic[T]):
     """One platform call: what it spends, how to make it, and how to tell whether it landed.
 
     `landed` (for creating writes) looks for the write's own result after an ambiguous failure:
-    the created message if it is there, else None.
+    the created message if it is there, else None. A write the platform makes idempotent (a
+    Discord post with an enforced nonce) may simply be made again.
     """
 
     def __init__(

@@ -149,6 +149,11 @@ class DiscordAdapter:
         """Taking questions: started, and the gateway connection ready and open."""
         return self._accepting and self.client.is_ready() and not self.client.is_closed()
 
+    @property
+    def in_flight(self) -> int:
+        """Questions being worked on."""
+        return len(self._tasks)
+
     async def stop(self, grace: float | None = None) -> None:
         """Take no new questions; give answers in flight `grace` s (default `stop_grace`), then
         cancel them and close.

@@ -114,7 +114,8 @@ class ChannelSurface:
                 post.content, files=post.files(), nonce=nonce, allowed_mentions=NO_PINGS, **fields
             )
 
-        return Write(label, attempt, (channel_bucket("create", where.id), GLOBAL))
+        # Whether it landed: the same post again, which Discord answers with the first if it did.
+        return Write(label, attempt, (channel_bucket("create", where.id), GLOBAL), attempt)
 
     async def _thread(self, send: Send, anchor: discord.Message) -> discord.Thread | None:
         """A thread on the answer; None in DMs and threads, or when Discord refuses one."""

@@ -458,6 +458,13 @@ class FakeDiscord:
         await self._echo("GUILD_ROLE_CREATE", {"guild_id": self.guild_id, "role": role})
         return role["id"]
 
+    def add_channel(self, name: str) -> str:
+        """Another text channel in the guild (before the client connects); returns its id."""
+        channel_id = self.new_id()
+        self.channels[channel_id] = {**self.channels[self.channel_id], "id": channel_id}
+        self.channels[channel_id] |= {"name": name, "position": len(self.channels)}
+        return channel_id
+
     def channel_messages(self, channel_id: str) -> list[JSON]:
         """Current messages of a channel, oldest first, edits applied and deletions removed."""
         return list(self.messages.get(channel_id, {}).values())
@@ -755,7 +762,7 @@ class FakeDiscord:
                 _role(self.bot_role_id, "huatuo", admin, 1),
                 *self.roles,
             ],
-            "channels": [self.channels[self.channel_id]],
+            "channels": [c for c in self.channels.values() if c.get("type") == 0],
             "members": [self._member(self.bot_user), self._member(self.human)],
         }
 
