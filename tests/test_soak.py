@@ -1,5 +1,5 @@
-"""Soak: 300 questions from 30 people through the fake Slack, with retries, overlapping questions
-and a rate limit. Every question is answered exactly once or its asker told why, and nothing is
+"""Soak: 300 questions from 30 people through the fake Slack enforcing Slack's limits with 5 % of
+writes failing, with retries, overlapping questions and a rate limit. Every question is answered exactly once or its asker told why, and nothing is
 left behind: no tasks, no slots, no memory growth in the bot's own code between two halves."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from bot.core import texts
 from bot.core.admission import Admission
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
 from inference.scripted import ScriptedEngine
-from tests.fakes.slack import BOT_USER_ID, app_mention_event, event_callback
-from tests.test_slack import Bot, eventually, running
+from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event, event_callback
+from tests.test_slack import FAST, Bot, eventually, running
 
 PEOPLE = 30
 QUESTIONS_EACH = 10
 RATE_LIMIT = 8  # per person per hour: the 9th and 10th questions of someone are refused
+FAULTS = 0.05  # of Slack writes fail once, with Slack's limits enforced (20 times faster)
 REASONS = {
     "one at a time": texts.ONE_AT_A_TIME,
     "rate limit": "You've reached the limit of 8 questions per hour.",
@@ -115,7 +116,10 @@ async def test_soak_300_questions_from_30_people() -> None:
     admission = Admission(rate_limit=RATE_LIMIT, rate_window=3600)
     tracemalloc.start(1)
     try:
-        async with running(engine, admission=admission) as bot:
+        async with running(
+            engine, admission=admission, slack_limits=SlackLimits(scale=FAST)
+        ) as bot:
+            bot.slack.fault_rate(FAULTS, seed=7)  # writes that fail: 503s and lost responses
             tasks_before = len(asyncio.all_tasks())
             first = await run_half(bot, admission, range(PEOPLE // 2), seed=1)
             engine.requests.clear()  # the scripted engine's record for tests, not the bot's
@@ -147,7 +151,9 @@ async def test_soak_300_questions_from_30_people() -> None:
     print(json.dumps(figures))
     if REPORT:
         Path(REPORT).write_text(json.dumps(figures, indent=2) + "\n")
-    assert totals["answered"] >= 150, totals
+    # Answers land at Slack's pace, so an impatient person's next question often finds the
+    # previous one still being posted ("one at a time"); a patient third of them is answered.
+    assert totals["answered"] >= 100, totals
     assert totals.get("rate limit", 0) >= 4, "two patient people have questions 9 and 10 refused"
     # What the second half adds: the retry memory of event ids (bounded at 10,000) and the rate
     # limiter's times of 15 more people (forgotten after the window); nothing per answer.
