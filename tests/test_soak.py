@@ -1,6 +1,7 @@
 """Soak: 300 questions from 30 people through the fake Slack enforcing Slack's limits with 5 % of
-writes failing, with retries, overlapping questions and a rate limit. Every question is answered exactly once or its asker told why, and nothing is
-left behind: no tasks, no slots, no memory growth in the bot's own code between two halves."""
+writes failing, with retries, overlapping questions and a rate limit. Every question is answered
+exactly once or its asker told why, and nothing is left behind: no tasks, no slots, no memory
+growth in the bot's own code between two halves."""
 
 from __future__ import annotations
 
