@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m bench.engine_throughput
 	$(PY) -m bench.slack_ack_latency
 	$(PY) -m bench.remote_overhead
+	$(PY) -m bench.delivery
 
 clean:
 	rm -rf $(VENV)

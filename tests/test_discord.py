@@ -24,6 +24,7 @@ from inference.local import LocalEngine
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 
+PROGRESS_TEXTS = ("Thinking… (", "Writing the answer… (")
 FAST = 20.0  # Discord's limits, 20 times faster: these tests are about flows, not budgets
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -81,13 +82,13 @@ async def serving(fake: FakeDiscord, engine: Any, **kwargs: Any) -> AsyncIterato
 
 
 def _assert_progress_throttled(fake: FakeDiscord) -> None:
-    """At most one edit a second per message, except the last one (the answer or the error)."""
+    """At most one progress edit a second per message (answers and failures are not held)."""
     edits: dict[str, list[float]] = {}
     for call in fake.calls_to("PATCH", r"/messages/[^/]+$"):
-        edits.setdefault(call.path, []).append(call.at)
+        if str((call.json or {}).get("content")).startswith(PROGRESS_TEXTS):
+            edits.setdefault(call.path, []).append(call.at)
     for times in edits.values():
-        progress = times[:-1]
-        assert all(b - a >= 0.99 for a, b in pairwise(progress))
+        assert all(b - a >= 0.99 for a, b in pairwise(times))
 
 
 async def until(check: Callable[[], T], timeout: float = 5.0) -> T:
@@ -409,7 +410,7 @@ async def test_builtin_model_answers_while_heartbeats_keep_time(
                 (parts := replies(fake, a)) and parts[-1]["content"].endswith(DISCLAIMER)
                 for a in asked
             ),
-            timeout=60 * slowness,  # about 3 s on an idle 2-core machine
+            timeout=120 * slowness,  # about 3 s on an idle 2-core machine
         )
         end = time.monotonic()
 
