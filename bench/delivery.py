@@ -63,7 +63,7 @@ def table(results: dict[str, Any]) -> str:
             f"{r['delay_median_s']:.1f} s | {r['delay_worst_s']:.1f} s | {r['seconds']:.0f} s |"
         )
     speed = results["limits_speed"]
-    pace = "at the platforms' own pace" if speed == 1 else f"at {speed:g}× the platforms' pace"
+    pace = "at the platforms' own pace" if speed == 1 else f"at {speed:g} times the platforms' pace"
     lines += [
         "",
         f"Limits enforced {pace}, {results['faults']:.0%} of writes failing once (503 or a lost "
