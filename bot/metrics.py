@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from bot.core.events import Question
 from bot.core.service import Outcome
@@ -22,6 +25,32 @@ class EngineLoad(Protocol):
 
     @property
     def running(self) -> int: ...
+
+
+class Counted(Protocol):
+    """An outbox: its name (the platform) and its counts of what its writes met."""
+
+    name: str
+    counts: Mapping[str, int]
+
+
+class DeliveryCollector(Collector):
+    """`huatuo_delivery_events_total`, read from the platforms' outboxes at scrape time."""
+
+    def __init__(self, outboxes: Sequence[Counted]) -> None:
+        self.outboxes = outboxes
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "huatuo_delivery_events",
+            "What the platforms' writes met: rate_limited, retried, found, given_up, "
+            "progress_dropped.",
+            labels=["platform", "event"],
+        )
+        for outbox in self.outboxes:
+            for event, count in sorted(outbox.counts.items()):
+                family.add_metric([outbox.name, event], count)
+        yield family
 
 
 class Metrics:
@@ -55,6 +84,10 @@ class Metrics:
             "huatuo_tokens_per_second", "Decoding speed after the first token, answered questions.",
             buckets=RATES, registry=reg,
         )  # fmt: skip
+
+    def watch_delivery(self, outboxes: Sequence[Counted]) -> None:
+        """Export the counts of these outboxes (one per platform)."""
+        self.registry.register(DeliveryCollector(outboxes))
 
     def observe(self, question: Question, outcome: Outcome, stats: GenerationStats | None) -> None:
         """Count one finished question; an answered one also adds its timings."""

@@ -154,6 +154,7 @@ async def serve(
     quizzes = Quizzes.from_settings(settings, engine, settings.sampling, bank)
     adapters = make_adapters(settings, service, platforms, web_app, feedback, quizzes)
     readiness.adapters = adapters
+    metrics.watch_delivery([a.outbox for a in adapters if hasattr(a, "outbox")])  # type: ignore[attr-defined]
     web = WebServer(web_app, settings.http_port)
     started: list[Adapter] = []
     schedule: asyncio.Task[None] | None = None

@@ -12,8 +12,10 @@ import json
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from bot.core import texts
+from bot.metrics import Metrics
 from bot.slack import adapter, limits
 from bot.slack.reply import FAIL_MARK, NOTICE_MARK, PROGRESS_MARK, THINKING_MARK, asked_text
 from inference.engine import Message
@@ -232,3 +234,16 @@ async def test_a_slash_question_whose_post_was_lost_is_posted_once(
     assert posted.text == asked_text("U1", "what is sepsis?")
     assert answer.thread_ts == thinking.thread_ts == posted.ts
     assert answer.text.startswith("Answer to: what is sepsis?")
+
+
+async def test_what_the_writes_met_is_in_the_metrics(scripted_engine: ScriptedEngine) -> None:
+    async with running(scripted_engine) as bot:
+        metrics = Metrics(scripted_engine)
+        metrics.watch_delivery([bot.adapter.outbox])
+        bot.slack.fail_next("chat.postMessage", 429, retry_after=1)
+        bot.slack.lose_next("chat.postMessage")
+        await bot.mention("what is sepsis?")
+        await bot.idle(timeout=60)
+    text = generate_latest(metrics.registry).decode()
+    assert 'huatuo_delivery_events_total{event="rate_limited",platform="slack"} 1.0' in text
+    assert 'huatuo_delivery_events_total{event="found",platform="slack"} 1.0' in text
