@@ -1,15 +1,21 @@
-"""Shared fixtures: the built-in model loaded once per run, and engines on top of it."""
+"""Shared fixtures: the built-in model loaded once per run, how fast it runs here, and engines
+on top of it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import torch
 
 from inference.loading import ModelSpec, load_model, resolve_model
 from inference.local import LocalEngine
 from inference.scripted import ScriptedEngine
+
+# The built-in model's pace for one stream on an idle 2-core machine (about 24 tokens/s).
+REFERENCE_SECONDS_PER_TOKEN = 1 / 24
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +24,21 @@ def builtin_model() -> tuple[ModelSpec, Any, Any]:
     spec = resolve_model("builtin:smollm2")
     model, tokenizer = load_model(spec)
     return spec, model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def slowness(builtin_model) -> float:
+    """How many times slower than an idle 2-core machine the built-in model generates here and
+    now (at least 1), measured once (about 1 s): waits around model work are multiplied by it."""
+    _, model, tokenizer = builtin_model
+    inputs = tokenizer("What is asthma?", return_tensors="pt")
+    greedy = {"do_sample": False, "pad_token_id": tokenizer.eos_token_id}
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=2, **greedy)  # the first call warms up
+        started = time.perf_counter()
+        model.generate(**inputs, max_new_tokens=16, min_new_tokens=16, **greedy)
+    pace = (time.perf_counter() - started) / 16
+    return max(1.0, pace / REFERENCE_SECONDS_PER_TOKEN)
 
 
 @pytest.fixture

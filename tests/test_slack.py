@@ -599,10 +599,10 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
 
 @pytest.mark.model
 @pytest.mark.parametrize("mode", ["socket", "http"])
-async def test_builtin_model_end_to_end(local_engine, mode: Mode) -> None:
+async def test_builtin_model_end_to_end(local_engine, slowness: float, mode: Mode) -> None:
     async with running(local_engine, mode) as bot:
         question = await bot.mention("What is a fever?")
-        await bot.idle(timeout=120)  # a few seconds, unless the machine is busy
+        await bot.idle(timeout=120 * slowness)  # about 1 s on an idle 2-core machine
 
     [answer] = bot.bot_messages("C1", question)  # the demo model writes no thinking
     assert answer.edited_ts and answer.text.endswith(DISCLAIMER)
