@@ -28,6 +28,7 @@ def clean_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
+@pytest.mark.model
 def test_ask_json_prints_one_object_with_the_contract_fields():
     command = [sys.executable, "-m", "bot.cli", "ask", "--json", "--model", "builtin:smollm2",
                "--max-new-tokens", "32", "What is sepsis?"]  # fmt: skip

@@ -31,6 +31,7 @@ def test_a_question_that_cannot_fit_is_refused():
         fit_to_context(build_messages("a b c d e f"), words, budget=3)
 
 
+@pytest.mark.model
 async def test_local_engine_trims_history_to_the_context_window(local_engine):
     old = Message("user", "blood pressure " * 6000)  # far beyond the 8k-token window
     request_messages = (old, Message("assistant", "ok"), Message("user", "What is gout?"))
