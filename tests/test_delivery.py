@@ -23,6 +23,7 @@ from bot.core.outbox import (
     Withdrawn,
     Write,
 )
+from bot.slack.limits import retry_after
 
 
 class Said(Exception):
@@ -166,3 +167,39 @@ async def test_a_withdrawn_write_whose_response_was_lost_is_found() -> None:
     write.withdraw()
     assert await task == "placeholder"
     assert platform.attempts == ["placeholder"]
+
+
+async def test_settling_between_two_progress_edits_is_not_taken_for_a_stuck_edit() -> None:
+    platform, box = Platform(), outbox()
+    box.offer("reply", platform.write("progress 1"), min_interval=5.0)
+    async with asyncio.timeout(5):
+        while "progress 1" not in platform.applied:
+            await asyncio.sleep(0.01)
+    box.offer("reply", platform.write("progress 2"), min_interval=5.0)  # waits out the interval
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await box.settle("reply") is False  # so the answer goes in the placeholder
+    assert loop.time() - started < box.settle_timeout
+    assert platform.applied == ["progress 1"]
+    assert not (box._runners or box._latest or box._current or box._last_progress)
+
+
+async def test_a_rate_limit_on_an_unlimited_route_waits_and_keeps_to_the_patience() -> None:
+    platform, box = Platform(), outbox()
+    platform.script = [(RateLimited(0.05), False)] * 1000
+    with pytest.raises(Undeliverable):
+        await box.send(platform.write("history", bucket="not limited"), patience=0.3)
+    assert 2 <= len(platform.attempts) <= 10  # waited each time, then gave up
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [
+        ("20", 20.0, 20.0),
+        ("Sun, 06 Dec 2099 00:00:00 GMT", 1e9, float("inf")),  # far ahead: the outbox caps it
+        ("Sun, 06 Dec 2000 00:00:00 -0000", 0.0, 0.0),  # past, read as UTC
+        ("soon", 5.0, 5.0),
+    ],
+)
+def test_slack_retry_after_in_its_forms(header: str, low: float, high: float) -> None:
+    assert low <= retry_after({"Retry-After": header}) <= high

@@ -25,6 +25,8 @@ from bot.core.budget import Budget, Priority
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is taken as this (a broken header)
+LOOK_AGAIN = 2.0  # seconds before asking again whether a write landed
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Write(Generic[T]):
         self.buckets = buckets
         self.landed = landed
         self.withdrawn = False
+        self.attempting = False  # a request of it is on its way to the platform
         self._waiting: asyncio.Future[None] | None = None
 
     def withdraw(self) -> None:
@@ -169,51 +172,70 @@ class Outbox:
                 check_first = False
             if write.withdrawn:
                 raise Withdrawn(write.label)
-            if not await write.wait(self.budget.acquire(keys, priority)):
+            granted = await write.wait(self.budget.acquire(keys, priority))
+            if not granted or write.withdrawn:  # withdrawn as its token came: not made
                 raise Withdrawn(write.label)
+            write.attempting = True
             try:
                 return await asyncio.wait_for(write.attempt(), self.attempt_timeout)
             except Exception as exc:
+                _reraise_cancellation()  # wait_for can turn a cancel into the attempt's error
                 failure = self._classify(exc)
+            finally:
+                write.attempting = False
             attempts += 1
             log.info("%s: %s failed (%s)", self.name, write.label, _describe(failure))
             if isinstance(failure, RateLimited):
                 self.counts["rate_limited"] += 1
-                if write.buckets:
-                    self.budget.block(write.buckets[0], failure.after)
-                if not retry:
+                pause = min(failure.after, MAX_RETRY_AFTER)
+                if keys:
+                    self.budget.block(keys[0], pause)
+                    pause = 0.0  # the budget waits
+                if not retry or time.monotonic() + pause > deadline:
+                    self.counts["given_up"] += retry
                     raise Undeliverable(write.label, Transient("rate limited"))
-                continue
-            if isinstance(failure, Gone | Refused) or not retry:
+            elif isinstance(failure, Gone | Refused) or not retry:
                 raise Undeliverable(write.label, failure)
-            if time.monotonic() > deadline:
+            elif time.monotonic() > deadline:
                 self.counts["given_up"] += 1
                 raise Undeliverable(write.label, failure)
-            self.counts["retried"] += 1
-            check_first = failure.ambiguous and write.landed is not None
-            pause = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
-            await write.wait(asyncio.ensure_future(asyncio.sleep(pause)))
+            else:
+                self.counts["retried"] += 1
+                check_first = failure.ambiguous and write.landed is not None
+                pause = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+            if pause:
+                await write.wait(asyncio.ensure_future(asyncio.sleep(pause)))
 
     async def _look(self, write: Write[T], deadline: float) -> T | None:
-        """After an ambiguous failure: the write's result if it landed, else None. Until the
-        platform can say, keep asking (re-posting blindly could post twice)."""
+        """After an ambiguous failure: the write's result if it landed, else None. A platform
+        may apply a write a little after it failed to answer, so "not there" is asked twice;
+        while the platform cannot say, it is asked again (re-posting blindly could post twice),
+        unless the write was withdrawn meanwhile or the question is refused."""
         assert write.landed is not None
-        attempts = 0
+        attempts, misses = 0, 0
         while True:
             try:
                 found = await asyncio.wait_for(write.landed(), self.attempt_timeout)
             except Exception as exc:
+                _reraise_cancellation()
                 attempts += 1
+                failure = self._classify(exc)
+                log.info("%s: cannot tell whether %s landed (%r)", self.name, write.label, exc)
+                if isinstance(failure, Gone | Refused) or write.withdrawn:
+                    return None
                 if time.monotonic() > deadline:
                     self.counts["given_up"] += 1
                     raise Undeliverable(write.label, Transient(f"cannot tell: {exc!r}")) from exc
-                log.info("%s: cannot tell whether %s landed (%r)", self.name, write.label, exc)
                 await asyncio.sleep(min(self.max_backoff, self.backoff * 2**attempts))
                 continue
             if found is not None:
                 self.counts["found"] += 1
                 log.info("%s: %s had landed; not made again", self.name, write.label)
-            return found
+                return found
+            misses += 1
+            if misses >= 2:
+                return None
+            await asyncio.sleep(LOOK_AGAIN)
 
     def _classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):  # our own attempt timeout: it may have gone through
@@ -238,7 +260,7 @@ class Outbox:
         while (write := self._latest.pop(slot, None)) is not None:
             wait = self._last_progress.get(slot, -float("inf")) + min_interval - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait)  # settle cancels a runner waiting here at once
                 write = self._latest.pop(slot, write)  # the newest by now
             self._current[slot] = write
             try:
@@ -248,18 +270,25 @@ class Outbox:
                 log.debug("%s: progress not shown (%s)", self.name, exc)
             finally:
                 self._current.pop(slot, None)
-            self._last_progress[slot] = time.monotonic()
+            if self._runners.get(slot) is asyncio.current_task():  # not settled meanwhile
+                self._last_progress[slot] = time.monotonic()
 
     async def settle(self, slot: Hashable) -> bool:
-        """Drop `slot`'s pending progress and wait briefly for one in flight, so that what comes
-        next (the answer) is the last word. True if one in flight was stuck (the platform is
-        holding that route back) and had to be cut off."""
+        """Drop `slot`'s pending progress and wait briefly for an edit in flight, so that what
+        comes next (the answer) is the last word. True if an edit in flight was stuck (the
+        platform is holding that route back) and had to be cut off."""
         self._latest.pop(slot, None)
-        self._last_progress.pop(slot, None)
-        if (current := self._current.get(slot)) is not None:
-            current.withdraw()
         runner = self._runners.pop(slot, None)
+        self._last_progress.pop(slot, None)
+        current = self._current.get(slot)
         if runner is None or runner.done():
+            return False
+        if current is None or not current.attempting:  # between edits, or waiting for budget
+            if current is not None:
+                current.withdraw()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
             return False
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(runner), self.settle_timeout)
@@ -269,6 +298,13 @@ class Outbox:
         with contextlib.suppress(asyncio.CancelledError):
             await runner
         return True
+
+
+def _reraise_cancellation() -> None:
+    """Raise CancelledError if this task is being cancelled (whatever else just happened)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _describe(failure: Failure) -> str:

@@ -31,6 +31,7 @@ class Surface(Protocol[H]):
     """Where one question's messages go on a platform: the writes, for the Outbox to make."""
 
     progress_interval: float  # seconds between two progress edits of one message, at least
+    detours: bool  # a held-back edit may be replaced by a new post (edits and posts differ)
 
     def show(self, text: str, role: Role, target: H | None = None) -> Write[H]:
         """Edit `target` to show `text` (Markdown, or an answer part as `answer_parts` made it),
@@ -163,7 +164,7 @@ class OutboxReply(Generic[H]):
         if target is not None and self._held_back(text, role, target):
             log.info("request %s: edits held back; posting anew", self.request_id)
             shown = await self.outbox.send(self.surface.show(text, role))
-            self._placeholder = None
+            self._placeholder, self._edit_stuck = None, False
             await self._remove(target)
             return shown
         if target is not None:
@@ -181,6 +182,8 @@ class OutboxReply(Generic[H]):
 
     def _held_back(self, text: str, role: Role, target: H) -> bool:
         """Editing `target` would wait much longer than posting (the platform said to wait)."""
+        if not self.surface.detours:
+            return False
         edit, post = self.surface.show(text, role, target), self.surface.show(text, role)
         return self._edit_stuck or self.outbox.delay(edit) > self.outbox.delay(post) + DETOUR
 

@@ -75,6 +75,7 @@ class ChannelSurface:
     """Ordinary messages replying to `question`; the thinking in a thread on the answer."""
 
     progress_interval = PROGRESS_INTERVAL
+    detours = True
 
     def __init__(
         self, question: discord.Message | discord.PartialMessage, name: str, disclaimer: str
@@ -148,9 +149,12 @@ ORIGINAL = Original()
 
 
 class InteractionSurface:
-    """Through an app command's interaction: its response is the placeholder, followups the rest."""
+    """Through an app command's interaction: its response is the placeholder, followups the rest.
+    Edits and followups share one webhook budget, so an answer never detours around the response.
+    """
 
     progress_interval = PROGRESS_INTERVAL
+    detours = False
 
     def __init__(
         self, interaction: discord.Interaction, *, ephemeral: bool, disclaimer: str

@@ -6,6 +6,7 @@ method across the workspace. Ours are a little under Slack's, so that 429s stay 
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 from collections.abc import Hashable, Mapping
@@ -97,4 +98,6 @@ def retry_after(headers: Mapping[str, Any] | None) -> float:
         when = email.utils.parsedate_to_datetime(str(value))
     except (TypeError, ValueError):
         return DEFAULT_WAIT
+    if when.tzinfo is None:  # "-0000": UTC, by RFC 5322
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())

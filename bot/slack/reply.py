@@ -115,15 +115,17 @@ class SlackPoster:
 
     async def find_where(self, match: Callable[[dict[str, Any]], bool]) -> str | None:
         """The ts of the latest message of the thread (or channel) that `match`es."""
-        if self.thread_ts is None:
-            response = await self.client.conversations_history(
+        if self.thread_ts is None:  # newest first: ours is on the first page
+            pages = await self.client.conversations_history(
                 channel=self.channel, limit=50, include_all_metadata=True
             )
-        else:
-            response = await self.client.conversations_replies(
+            messages = pages.get("messages", [])
+        else:  # oldest first: every page, for ours is among the last
+            pages = await self.client.conversations_replies(
                 channel=self.channel, ts=self.thread_ts, limit=200, include_all_metadata=True
             )
-        found = sorted(m["ts"] for m in response.get("messages", []) if match(m))
+            messages = [m async for page in pages for m in page.get("messages", [])]
+        found = sorted(m["ts"] for m in messages if match(m))
         return found[-1] if found else None
 
 
@@ -137,6 +139,7 @@ class SlackSurface:
         self.client = client
         self.style = style
         self.progress_interval = style.edit_interval
+        self.detours = True
 
     def show(self, text: str, role: Role, target: str | None = None) -> Write[str]:
         if role != "answer":
