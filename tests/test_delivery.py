@@ -65,7 +65,7 @@ class Platform:
 
 def outbox(per_second: float = 1000.0, burst: float = 1000.0) -> Outbox:
     budget = Budget(lambda key: Rate(per_second, burst) if key == "b" else None)
-    return Outbox("test", budget, classify, backoff=0.01, give_up_after=5.0)
+    return Outbox("test", budget, classify, backoff=0.01, give_up_after=5.0, look_again=0.01)
 
 
 async def test_a_rate_limit_is_waited_out_then_the_write_lands() -> None:

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 120.0  # seconds: a longer Retry-After is taken as this (a broken header)
-LOOK_AGAIN = 2.0  # seconds before asking again whether a write landed
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,7 @@ class Outbox:
         backoff: float = 0.5,
         max_backoff: float = 15.0,
         settle_timeout: float = 1.0,
+        look_again: float = 2.0,
     ) -> None:
         self.name = name
         self.budget = budget
@@ -144,6 +144,7 @@ class Outbox:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.settle_timeout = settle_timeout  # the longest wait for a progress edit in flight
+        self.look_again = look_again  # seconds before asking again whether a write landed
         self.counts: Counter[str] = Counter()  # rate_limited, retried, found, given_up, ...
         self._latest: dict[Hashable, Write[object]] = {}
         self._current: dict[Hashable, Write[object]] = {}
@@ -235,7 +236,7 @@ class Outbox:
             misses += 1
             if misses >= 2:
                 return None
-            await asyncio.sleep(LOOK_AGAIN)
+            await asyncio.sleep(self.look_again)
 
     def _classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, TimeoutError):  # our own attempt timeout: it may have gone through
