@@ -31,8 +31,8 @@ from bot.slack.reply import (
     PROGRESS_MARK,
     THINKING_MARK,
     ReplyStyle,
+    SlackDelivery,
     asked_text,
-    slack_reply,
 )
 from bot.web import WebServer, create_web_app
 from inference.engine import Message, SamplingParams
@@ -489,8 +489,8 @@ async def test_progress_edits_are_throttled_and_the_latest_wins() -> None:
     async with FakeSlack() as slack:
         client = web_client(settings(slack, "http"), retries=False)
         outbox = Outbox("slack", limits.budget(), limits.classify)
-        style = ReplyStyle(edit_interval=interval)
-        reply = slack_reply(outbox, client, "C1", "1.000001", style)
+        delivery = SlackDelivery(outbox, client, ReplyStyle(edit_interval=interval))
+        reply = delivery.reply("C1", "1.000001")
         reply.start()
         await eventually(lambda: slack.messages)
         started = time.monotonic()

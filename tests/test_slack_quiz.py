@@ -27,6 +27,7 @@ from inference.scripted import Script, ScriptedEngine
 from tests.fakes.slack import (
     BOT_USER_ID,
     FakeSlack,
+    SlackLimits,
     app_mention_event,
     block_actions,
     interactive_form,
@@ -111,7 +112,7 @@ def private_to(bot: Bot, user: str) -> list[str]:
 
 @asynccontextmanager
 async def quiz_bot(
-    mode: Mode = "http", script=answers_b, **options: Any
+    mode: Mode = "http", script=answers_b, slack_limits: SlackLimits | None = None, **options: Any
 ) -> AsyncIterator[tuple[Bot, ScriptedEngine]]:
     """A running Slack adapter whose quizzes ask ITEM, with the model answering B."""
     engine = ScriptedEngine(script)
@@ -119,7 +120,7 @@ async def quiz_bot(
     sampling = SamplingParams(max_new_tokens=64, temperature=0.0)
     quizzes = Quizzes(QuestionBank([ITEM]), engine, sampling, **{"seconds": 60, **options})
     try:
-        async with running(engine, mode, quizzes=quizzes) as bot:
+        async with running(engine, mode, quizzes=quizzes, slack_limits=slack_limits) as bot:
             try:
                 yield bot, engine
             finally:
@@ -163,8 +164,8 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
             "Your answer changed to *B*: Vitamin C. You can change it until the answer is "
             "revealed.",
         ]
-        assert quiz.count() == "No answers yet."
         await eventually(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 3)
+        assert len(bot.slack.calls_to("chat.update")) <= 2, "four clicks, the count coalesced"
         assert quiz.thread() == [], "nothing in the thread before the reveal"
 
         await quiz.reveal("U2")  # not the starter
@@ -384,3 +385,24 @@ async def test_run_schedules_the_case_of_the_day_and_reveals_open_quizzes_on_sto
     reveal = slack.thread("C1", quiz.ts)[1].text
     assert reveal.startswith(f"{POSED_MARK} The bot is restarting, so here is the answer now.")
     assert "case of the day: slack:C7 08:00 Europe/London, next at" in caplog.text
+
+
+async def test_a_quiz_under_slacks_limits_and_faults_is_posted_counted_and_revealed_once() -> None:
+    """The quiz post's response lost, count edits rate limited, the reveal post failing once: the
+    learners still see one quiz, its count, one reveal and one explanation."""
+    async with quiz_bot(slack_limits=SlackLimits(scale=20.0)) as (bot, _engine):
+        bot.slack.lose_next("chat.postMessage")  # the quiz itself
+        quiz = await start_quiz(bot)
+        bot.slack.fail_next("chat.update", 429, retry_after=1)
+        for user, letter in (("U2", "B"), ("U3", "B"), ("U4", "D")):
+            await quiz.answer(user, letter)
+        await eventually(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 10)
+        bot.slack.fail_next("chat.postMessage", 503)  # the reveal
+        await quiz.reveal("U1")
+        await eventually(lambda: len(quiz.thread()) == 3, timeout=30)
+        await bot.idle()
+        reveal, model, thinking = quiz.thread()
+        assert [m for m in bot.slack.messages if m.blocks and m.thread_ts is None] == [quiz.current]
+    assert reveal.startswith(f"{POSED_MARK} *The correct answer is B: Vitamin C*")
+    assert "*B. Vitamin C*" in model and thinking.startswith(THINKING_MARK)
+    assert bot.slack.rate_limited("chat.update") >= 1 and any(c.lost for c in bot.slack.calls)

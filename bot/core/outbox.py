@@ -6,7 +6,8 @@ does the rest, once for every platform:
   and after an ambiguous failure (the write may have been applied but its response was lost) ask
   the write whether it landed before trying again, so nothing is posted twice;
 - progress writes (`offer`) are best effort: only the latest per slot is ever sent, at most one
-  per `min_interval`, from a share of each budget, never retried, and `settle` drops them.
+  per `min_interval`, from a share of each budget; one that fails is tried again (after the
+  interval) only while no newer one came, and `settle` drops them.
 """
 
 from __future__ import annotations
@@ -266,9 +267,14 @@ class Outbox:
             self._current[slot] = write
             try:
                 await self._send(write, Priority.PROGRESS, retry=False)
-            except (Undeliverable, Withdrawn) as exc:
-                self.counts["progress_dropped"] += 1
-                log.debug("%s: progress not shown (%s)", self.name, exc)
+            except Withdrawn:
+                pass
+            except Undeliverable as exc:
+                if isinstance(exc.failure, Transient):  # again later, unless a newer one comes
+                    self._latest.setdefault(slot, write)
+                else:
+                    self.counts["progress_dropped"] += 1
+                log.debug("%s: progress not shown yet (%s)", self.name, exc)
             finally:
                 self._current.pop(slot, None)
             if self._runners.get(slot) is asyncio.current_task():  # not settled meanwhile

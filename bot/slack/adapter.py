@@ -32,7 +32,6 @@ from bot.core.budget import Budget
 from bot.core.events import ConversationRef, Question
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
-from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
@@ -49,7 +48,7 @@ from bot.slack.events import (
 from bot.slack.feedback import SlackFeedback
 from bot.slack.mrkdwn import to_mrkdwn
 from bot.slack.quiz import SlackQuiz
-from bot.slack.reply import ReplyStyle, SlackPoster, asked_text, slack_reply
+from bot.slack.reply import ReplyStyle, SlackDelivery, asked_text
 from bot.slack.usergroups import UserGroups
 from inference.engine import Message
 
@@ -125,8 +124,9 @@ class SlackAdapter:
         self.stop_grace = stop_grace
         self.style = ReplyStyle(disclaimer=settings.disclaimer)
         self.client = web_client(settings)
-        self.writer = web_client(settings, retries=False)  # answers: every call via the outbox
         self.outbox = Outbox("slack", budget or limits.budget(), limits.classify)
+        writer = web_client(settings, retries=False)  # every call of an answer or quiz
+        self.delivery = SlackDelivery(self.outbox, writer, self.style)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=settings.slack_signing_secret or "",
@@ -139,7 +139,7 @@ class SlackAdapter:
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
         if quizzes is None:
             quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
-        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.style, self._spawn, self._reply)
+        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.delivery, self._spawn)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
         self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
@@ -292,7 +292,7 @@ class SlackAdapter:
             text = to_mrkdwn(refusal.message)
             await _quietly(lambda: respond(text=text, response_type="ephemeral"))
             return
-        write = SlackPoster(self.writer, channel, None).post(asked_text(user, text), "question")
+        write = self.delivery.poster(channel).post(asked_text(user, text), "question")
         try:
             ts = await self.outbox.send(write)
         except Undeliverable as exc:
@@ -312,7 +312,7 @@ class SlackAdapter:
             groups = await self.usergroups.of(trigger.user)
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
         logs.request_id.set(asked.request_id)  # on this task's log records from here on
-        reply = self._reply(trigger.channel, trigger.thread_ts, asked.request_id)
+        reply = self.delivery.reply(trigger.channel, trigger.thread_ts, asked.request_id)
         if trigger.origin != "follow-up":
             reply.start()  # a courtesy: the question goes on whether or not it lands
         history: tuple[Message, ...] = ()
@@ -354,16 +354,12 @@ class SlackAdapter:
             "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
         )
 
-    def _reply(self, channel: str, thread_ts: str, request_id: str) -> OutboxReply[str]:
-        """A reply in a thread, through the outbox."""
-        return slack_reply(self.outbox, self.writer, channel, thread_ts, self.style, request_id)
-
     async def _replies(self, trigger: Trigger) -> list[dict[str, Any]] | None:
         """The thread's messages, oldest first; None if Slack will not say (after retries)."""
 
         async def read() -> list[dict[str, Any]]:
             messages: list[dict[str, Any]] = []
-            pages = await self.writer.conversations_replies(
+            pages = await self.delivery.client.conversations_replies(
                 channel=trigger.channel, ts=trigger.thread_ts, limit=200
             )
             async for page in pages:

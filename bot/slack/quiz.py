@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.events import ConversationRef
-from bot.core.reply import OutboxReply
+from bot.core.outbox import Undeliverable
 from bot.core.splitting import split_text
 from bot.quiz import texts
 from bot.quiz.explanation import Explanation, ExplanationFailed
@@ -30,7 +30,7 @@ from bot.quiz.registry import QuizNotOpened, Quizzes
 from bot.quiz.session import Quiz, Reveal, RevealRefused
 from bot.slack.events import Trigger
 from bot.slack.mrkdwn import escape, to_mrkdwn
-from bot.slack.reply import POSED_MARK, ReplyStyle
+from bot.slack.reply import POSED_MARK, SlackDelivery
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ CANNOT_POST = (
 )
 
 Spawn = Callable[[Coroutine[Any, Any, None], str | None], None]
-ReplyIn = Callable[[str, str, str], OutboxReply[str]]  # channel, thread ts, request id
 
 
 def mrkdwn(markdown: str, *mentions: str) -> str:
@@ -71,16 +70,13 @@ class SlackQuiz:
         app: AsyncApp,
         client: AsyncWebClient,
         quizzes: Quizzes,
-        style: ReplyStyle,
+        delivery: SlackDelivery,
         spawn: Spawn,
-        reply_in: ReplyIn,
     ) -> None:
-        self.client = client
-        self._reply_in = reply_in
+        self.client = client  # private messages; everything seen by all goes via `delivery`
+        self.delivery = delivery
         self.quizzes = quizzes
-        self.style = style
         self._spawn = spawn
-        self._counts: dict[str, asyncio.Task[None]] = {}  # pending "N answers" edits by quiz
         self._questions: dict[str, str] = {}  # the open quizzes' question text (mrkdwn)
         app.action(ANSWER_ACTION)(self._on_answer)
         app.action(REVEAL_ACTION)(self._on_reveal)
@@ -94,7 +90,7 @@ class SlackQuiz:
             await self._post(channel, user, texts.QUIZ_TITLE, self.quizzes.seconds)
         except QuizNotOpened as exc:
             await respond(text=str(exc), response_type="ephemeral")
-        except SlackApiError as exc:
+        except Undeliverable as exc:
             log.warning("slack: cannot post a quiz in %s: %s", channel, exc)
             await respond(text=CANNOT_POST, response_type="ephemeral")
         else:
@@ -111,19 +107,15 @@ class SlackQuiz:
         revealer = f"<@{starter}>" if starter else None
         markdown = texts.question_text(quiz.item, title, seconds, revealer)
         self._questions[quiz.id] = question = mrkdwn(markdown, *filter(None, [revealer]))
+        post = self.delivery.poster(channel).post(question, "quiz", blocks=self._open_blocks(quiz))
         try:
-            posted = await self.client.chat_postMessage(
-                channel=channel,
-                text=question,
-                blocks=self._open_blocks(quiz),
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            quiz.message = await self.delivery.outbox.send(post)
         except BaseException:
             self.quizzes.discard(quiz)
             self._questions.pop(quiz.id, None)
             raise
-        quiz.message = posted["ts"]
+        if quiz.answers:  # clicked while the post's response was still on its way
+            self._show_count(quiz)
 
     def _open_blocks(self, quiz: Quiz) -> list[dict[str, Any]]:
         """The question, how many have answered, a button per option, and Reveal."""
@@ -178,8 +170,7 @@ class SlackQuiz:
             self._spawn(self._tell(channel, user, texts.QUIZ_CLOSED), None)
             return
         self._spawn(self._tell(channel, user, texts.confirmation(quiz.item, letter, changed)), None)
-        if quiz.id not in self._counts:
-            self._counts[quiz.id] = asyncio.create_task(self._show_count(quiz))
+        self._show_count(quiz)
 
     async def _on_reveal(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
@@ -206,54 +197,38 @@ class SlackQuiz:
         except SlackApiError as exc:
             log.warning("slack: ephemeral quiz message failed: %s", exc.response.get("error"))
 
-    async def _show_count(self, quiz: Quiz) -> None:
-        """Edit "N answers so far" into the quiz message, at most once per COUNT_INTERVAL."""
-        try:
-            await asyncio.sleep(COUNT_INTERVAL)
-            if not quiz.revealed and quiz.message:
-                await self.client.chat_update(
-                    channel=quiz.where.channel,
-                    ts=quiz.message,
-                    text=self._questions[quiz.id],
-                    blocks=self._open_blocks(quiz),
-                )
-        except SlackApiError as exc:
-            log.warning("slack: quiz %s count edit failed: %s", quiz.id, exc)
-        finally:
-            if self._counts.get(quiz.id) is asyncio.current_task():
-                del self._counts[quiz.id]
+    def _show_count(self, quiz: Quiz) -> None:
+        """Edit "N answers so far" into the quiz message: best effort, at most once per
+        COUNT_INTERVAL, the latest count only."""
+        if quiz.revealed or not quiz.message:
+            return
+        poster = self.delivery.poster(quiz.where.channel)
+        blocks = self._open_blocks(quiz)
+        edit = poster.edit(quiz.message, self._questions[quiz.id], "quiz count", blocks=blocks)
+        self.delivery.outbox.offer(("quiz", quiz.id), edit, COUNT_INTERVAL)
 
     # ---- the reveal ----------------------------------------------------------------------------
     async def publish(self, reveal: Reveal) -> None:
         """Close the quiz message, post the answer and tally in its thread, then the explanation."""
         quiz = reveal.quiz
-        pending = self._counts.pop(quiz.id, None)
-        if pending is not None:  # an older count edit must not land after the closed message
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+        # An older count edit must not land after the closed message.
+        await self.delivery.outbox.settle(("quiz", quiz.id))
         self._questions.pop(quiz.id, None)
         if quiz.message is None:
             return
-        channel = quiz.where.channel
+        send, channel = self.delivery.outbox.send, quiz.where.channel
         closed = mrkdwn(texts.closed_question_text(quiz.item, quiz.title, reveal.tally.total))
+        edit = self.delivery.poster(channel).edit(
+            quiz.message, f"{POSED_MARK} {closed}", "close quiz", blocks=sections(closed)
+        )
         try:
-            await self.client.chat_update(
-                channel=channel,
-                ts=quiz.message,
-                text=f"{POSED_MARK} {closed}",
-                blocks=sections(closed),
-            )
-        except SlackApiError as exc:  # e.g. deleted: the thread still gets the answer
+            await send(edit)
+        except Undeliverable as exc:  # e.g. deleted: the thread still gets the answer
             log.warning("slack: quiz %s message edit failed: %s", quiz.id, exc)
+        reveal_text = f"{POSED_MARK} {mrkdwn(texts.reveal_text(reveal))}"
         try:
-            await self.client.chat_postMessage(
-                channel=channel,
-                thread_ts=quiz.message,
-                text=f"{POSED_MARK} {mrkdwn(texts.reveal_text(reveal))}",
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:  # e.g. the channel was archived: nowhere left to say it
+            await send(self.delivery.poster(channel, quiz.message).post(reveal_text, "reveal"))
+        except Undeliverable as exc:  # e.g. the channel was archived: nowhere left to say it
             log.warning("slack: quiz %s reveal could not be posted: %s", quiz.id, exc)
             return
         if quiz.explanation is not None:
@@ -262,7 +237,7 @@ class SlackQuiz:
     async def _explain(self, quiz: Quiz, explanation: Explanation) -> None:
         """The model's answer in the thread: at once if ready, else a note now and it later."""
         assert quiz.message is not None
-        reply = self._reply_in(quiz.where.channel, quiz.message, f"quiz-{quiz.id}")
+        reply = self.delivery.reply(quiz.where.channel, quiz.message, f"quiz-{quiz.id}")
         try:
             answer = await explanation.wait(self.quizzes.explain_wait)
             if answer is None:

@@ -90,11 +90,11 @@ class SlackPoster:
 
         return Write(label, attempt, (post_bucket(self.channel),), lambda: self.find(tag))
 
-    def edit(self, ts: str, text: str, label: str) -> Write[str]:
+    def edit(self, ts: str, text: str, label: str, **fields: Any) -> Write[str]:
         """Change message `ts` to `text` (an edit made twice is the same edit)."""
 
         async def attempt() -> str:
-            await self.client.chat_update(channel=self.channel, ts=ts, text=text)
+            await self.client.chat_update(channel=self.channel, ts=ts, text=text, **fields)
             return ts
 
         return Write(label, attempt, (method_bucket("chat.update"),))
@@ -200,15 +200,20 @@ class SlackSurface:
             return False
 
 
-def slack_reply(
-    outbox: Outbox,
-    client: AsyncWebClient,
-    channel: str,
-    thread_ts: str,
-    style: ReplyStyle,
-    request_id: str = "",
-    placeholder: str | None = None,
-) -> OutboxReply[str]:
-    """A Reply in the thread `thread_ts` of `channel` (its placeholder, if already posted)."""
-    surface = SlackSurface(client, channel, thread_ts, style)
-    return OutboxReply(outbox, surface, request_id, placeholder=placeholder)
+@dataclass(frozen=True)
+class SlackDelivery:
+    """Slack's outbox and the client whose calls it makes (no retries of its own: the outbox
+    retries, and can tell whether a post landed); posters and replies for any place."""
+
+    outbox: Outbox
+    client: AsyncWebClient
+    style: ReplyStyle
+
+    def poster(self, channel: str, thread_ts: str | None = None) -> SlackPoster:
+        """Posts in a thread, or at the top of `channel`."""
+        return SlackPoster(self.client, channel, thread_ts)
+
+    def reply(self, channel: str, thread_ts: str, request_id: str = "") -> OutboxReply[str]:
+        """A Reply in the thread `thread_ts` of `channel`."""
+        surface = SlackSurface(self.client, channel, thread_ts, self.style)
+        return OutboxReply(self.outbox, surface, request_id)
