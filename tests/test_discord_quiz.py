@@ -26,7 +26,7 @@ from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from inference.engine import Message, SamplingParams
 from inference.scripted import Script, ScriptedEngine
 from tests import test_discord
-from tests.fakes.discord import EPHEMERAL, FakeDiscord, buttons
+from tests.fakes.discord import EPHEMERAL, DiscordLimits, FakeDiscord, buttons
 from tests.test_discord import DISCLAIMER, serving, until
 from tests.test_quiz import ITEM
 
@@ -510,3 +510,26 @@ def test_thinking_posted_before_a_quiz_in_a_thread_stays_out_of_its_history() ->
         Message("user", f"{quiz.content}\n\n{reveal.content}"),
         Message("assistant", "The model's answer: B."),
     ]
+
+
+async def test_a_quiz_under_discords_limits_and_faults_is_counted_and_revealed_once(
+    fake: FakeDiscord, engine: ScriptedEngine
+) -> None:
+    """The count edit failing once, the reveal's thread refused once, the reveal's response lost:
+    the learners still see the count, one thread with one reveal and the explanation."""
+    fake.limits = DiscordLimits(scale=20.0)
+    quizzes = quizzes_of(engine, seconds=1.0)
+    async with quiz_serving(fake, quizzes):
+        quiz = await start_quiz(fake)
+        fake.fail_next("PATCH", rf"/messages/{quiz['id']}$", status=503)  # the count edit
+        await whisper(fake, await fake.click_button(quiz, answer_id(quiz, "B")))
+        await until(lambda: quiz["content"].endswith("1 answer so far."), timeout=10)
+        fake.fail_next("POST", r"/threads$", status=503)
+        fake.lose_next("POST", r"^/channels/\d+/messages$")  # the reveal, in the thread
+        await until(lambda: len(thread_of(fake, quiz)) >= 3, timeout=30)
+        await asyncio.sleep(0.2)
+    reveal, explanation, thinking = thread_of(fake, quiz)
+    assert reveal["content"].startswith("Time is up. **The correct answer is B: Vitamin C**")
+    assert FINAL in explanation["content"] and thinking["content"].startswith("**Think")
+    assert len(fake.threads) == 1
+    assert any(c.lost for c in fake.calls) and [c.status for c in fake.calls].count(503) == 2

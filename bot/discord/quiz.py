@@ -26,16 +26,19 @@ import discord
 from discord import app_commands
 
 from bot.core.admission import Admission
-from bot.core.outbox import Outbox
+from bot.core.outbox import Outbox, Undeliverable
 from bot.core.splitting import split_text
 from bot.discord import events
 from bot.discord.surface import (
     MESSAGE_LIMIT,
     NO_PINGS,
     ChannelSurface,
+    Post,
     discord_reply,
-    open_thread,
+    edit_write,
+    post_write,
     thread_name,
+    thread_write,
 )
 from bot.quiz import texts
 from bot.quiz.bank import QuizItem
@@ -116,7 +119,6 @@ class DiscordQuiz:
         self.admission = admission or Admission()  # who may start a quiz, where, how often
         self._spawn = spawn
         self._posted: dict[str, _Posted] = {}  # open quizzes by id
-        self._counts: dict[str, asyncio.Task[None]] = {}  # pending "N answers" edits by quiz
         client.add_dynamic_items(QuizButton)
         client.event(self.on_quiz_click)
 
@@ -188,13 +190,37 @@ class DiscordQuiz:
             view.add_item(QuizButton(quiz.id, REVEAL))
         try:
             for part in lead:
-                await _send(channel, interaction, part)
-            message_id = await _send(channel, interaction, _with_count(text, 0), view)
+                await self._send(channel, interaction, part)
+            message_id = await self._send(channel, interaction, _with_count(text, 0), view)
         except BaseException:
             self.quizzes.discard(quiz)
             raise
         quiz.message = str(message_id)
         self._posted[quiz.id] = _Posted(channel.get_partial_message(message_id), item, text)
+
+    async def _send(
+        self,
+        channel: Any,
+        interaction: discord.Interaction | None,
+        content: str,
+        view: discord.ui.View | None = None,
+    ) -> int:
+        """Post one message: the interaction's response (within its 3 s, directly), then its
+        followups; or in the channel, through the outbox."""
+        extra: dict[str, Any] = {"view": view} if view is not None else {}
+        if interaction is None:
+            message = await self.outbox.send(post_write(channel, Post(content), "quiz", **extra))
+            return message.id
+        if not interaction.response.is_done():
+            response = await interaction.response.send_message(
+                content, allowed_mentions=NO_PINGS, **extra
+            )
+            assert response is not None and response.message_id is not None
+            return response.message_id
+        followup = await interaction.followup.send(
+            content, wait=True, allowed_mentions=NO_PINGS, **extra
+        )
+        return followup.id
 
     def intercepts(self, message: discord.Message, bot_id: int) -> bool:
         """A reply to an open quiz is not answered before the reveal (no spoilers); someone who
@@ -239,8 +265,7 @@ class DiscordQuiz:
             await _whisper(interaction, texts.QUIZ_CLOSED)
             return
         await _whisper(interaction, texts.confirmation(quiz.item, letter, changed))
-        if quiz.id not in self._counts:
-            self._counts[quiz.id] = asyncio.create_task(self._show_count(quiz))
+        self._show_count(quiz)
 
     async def _on_reveal(
         self, interaction: discord.Interaction, quiz: Quiz | None, user: str
@@ -258,53 +283,56 @@ class DiscordQuiz:
             return
         await self.publish(result, interaction)
 
-    async def _show_count(self, quiz: Quiz) -> None:
-        """Edit "N answers so far" into the quiz message, at most once per COUNT_INTERVAL."""
-        try:
-            await asyncio.sleep(COUNT_INTERVAL)
-            posted = self._posted.get(quiz.id)
-            if posted is not None and not quiz.revealed:
-                content = posted.content(quiz.answered)
-                await posted.message.edit(content=content, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:
-            log.warning("discord: quiz %s count not shown (HTTP %s)", quiz.id, exc.status)
-        finally:
-            if self._counts.get(quiz.id) is asyncio.current_task():
-                del self._counts[quiz.id]
+    def _show_count(self, quiz: Quiz) -> None:
+        """Edit "N answers so far" into the quiz message: best effort, at most once per
+        COUNT_INTERVAL, the latest count only."""
+        posted = self._posted.get(quiz.id)
+        if posted is not None and not quiz.revealed:
+            edit = edit_write(posted.message, posted.content(quiz.answered), "quiz count")
+            self.outbox.offer(("quiz", quiz.id), edit, COUNT_INTERVAL)
 
     # ---- the reveal ----------------------------------------------------------------------------
     async def publish(self, reveal: Reveal, interaction: discord.Interaction | None = None) -> None:
         """Close the quiz message (as the click's response, if any), post the answer and the
         tally in a thread on it, then the model's explanation."""
         quiz = reveal.quiz
-        pending = self._counts.pop(quiz.id, None)
-        if pending is not None:  # an older count edit must not land after the closed message
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+        await self.outbox.settle(("quiz", quiz.id))  # no count edit after the closed message
         posted = self._posted.pop(quiz.id, None)
         if posted is None:
             return
         closed = texts.closed_question_text(posted.item, quiz.title, reveal.tally.total)
         try:
-            if interaction is not None:
+            if interaction is not None:  # the click's response: within Discord's 3 s, directly
                 await interaction.response.edit_message(
                     content=closed, view=None, allowed_mentions=NO_PINGS
                 )
             else:
-                await posted.message.edit(content=closed, view=None, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:  # e.g. deleted: the answer is still posted
-            log.warning("discord: quiz %s message not closed (HTTP %s)", quiz.id, exc.status)
+                await self.outbox.send(edit_write(posted.message, closed, "close quiz", view=None))
+        except (discord.HTTPException, Undeliverable) as exc:  # e.g. deleted: the answer follows
+            log.warning("discord: quiz %s message not closed (%s)", quiz.id, exc)
         name = thread_name(f"{quiz.title}: {quiz.item.question}")
+        thread = await self._thread(posted.message, name)
+        where = thread or posted.message.channel
         try:
-            thread = await open_thread(posted.message, name)
-            where = thread or posted.message.channel
-            shown = await where.send(texts.reveal_text(reveal), allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:
-            log.error("discord: quiz %s answer not posted (HTTP %s)", quiz.id, exc.status)
+            shown = await self.outbox.send(
+                post_write(where, Post(texts.reveal_text(reveal)), "reveal")
+            )
+        except Undeliverable as exc:
+            log.error("discord: quiz %s answer not posted (%s)", quiz.id, exc)
             return
         if quiz.explanation is not None:
             answering = shown if thread else posted.message  # so that history finds the case
             self._spawn(self._explain(quiz, quiz.explanation, answering, name))
+
+    async def _thread(self, message: discord.PartialMessage, name: str) -> discord.Thread | None:
+        """A thread on the quiz for its reveal; None in DMs and threads, or if Discord refuses."""
+        if not isinstance(message.channel, discord.TextChannel):
+            return None
+        try:
+            return await self.outbox.send(thread_write(message, name))
+        except Undeliverable as exc:
+            log.warning("discord: no thread for the reveal (%s); posting in the channel", exc)
+            return None
 
     async def _explain(
         self,
@@ -349,29 +377,6 @@ def _layout(quiz: Quiz, seconds: float) -> tuple[list[str], QuizItem, str]:
 def _with_count(text: str, answered: int) -> str:
     """The quiz message: its text and how many have answered so far."""
     return f"{text}\n\n{texts.answered_text(answered)}"
-
-
-async def _send(
-    channel: Any,
-    interaction: discord.Interaction | None,
-    content: str,
-    view: discord.ui.View | None = None,
-) -> int:
-    """Post one message: the interaction's response, then its followups; or in the channel."""
-    extra: dict[str, Any] = {"view": view} if view is not None else {}
-    if interaction is None:
-        message = await channel.send(content, allowed_mentions=NO_PINGS, **extra)
-        return message.id
-    if not interaction.response.is_done():
-        response = await interaction.response.send_message(
-            content, allowed_mentions=NO_PINGS, **extra
-        )
-        assert response is not None and response.message_id is not None
-        return response.message_id
-    followup = await interaction.followup.send(
-        content, wait=True, allowed_mentions=NO_PINGS, **extra
-    )
-    return followup.id
 
 
 async def _whisper(interaction: discord.Interaction, text: str) -> None:

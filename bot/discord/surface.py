@@ -58,6 +58,8 @@ def _text(text: str, role: Role) -> str:
 
 
 def _edit(message: Any, content: str, role: Role, buckets: tuple[Hashable, ...]) -> Write[Any]:
+    """An edit through an interaction's webhook budget."""
+
     async def attempt() -> Any:
         return await message.edit(content=content, allowed_mentions=NO_PINGS)
 
@@ -88,9 +90,9 @@ class ChannelSurface:
     def show(self, text: str, role: Role, target: discord.Message | None = None) -> Write[Any]:
         content = _text(text, role)
         if target is not None:
-            return _edit(target, content, role, (channel_bucket("edit", self.channel.id), GLOBAL))
+            return edit_write(target, content, f"edit to {role}")
         reference = self.question.to_reference(fail_if_not_exists=False)
-        return self._post(Post(content), f"post {role}", self.channel, reference=reference)
+        return post_write(self.channel, Post(content), f"post {role}", reference=reference)
 
     def remove(self, target: discord.Message) -> Write[object]:
         return _delete(target, (channel_bucket("delete", self.channel.id), GLOBAL))
@@ -103,39 +105,16 @@ class ChannelSurface:
         where = await self._thread(send, anchor) or self.channel
         posts = thinking_posts(answer)
         for post in posts:
-            await send(self._post(post, "post thinking", where))
+            await send(post_write(where, post, "post thinking"))
         inside = "in a thread" if where is not self.channel else "in the channel"
         return f"in {len(posts)} message(s) {inside}"
-
-    def _post(self, post: Post, label: str, where: Any, **fields: Any) -> Write[discord.Message]:
-        nonce = secrets.randbits(63)  # one per message: Discord gives a retry the first back
-
-        async def attempt() -> discord.Message:
-            return await where.send(
-                post.content, files=post.files(), nonce=nonce, allowed_mentions=NO_PINGS, **fields
-            )
-
-        # Whether it landed: the same post again, which Discord answers with the first if it did.
-        return Write(label, attempt, (channel_bucket("create", where.id), GLOBAL), attempt)
 
     async def _thread(self, send: Send, anchor: discord.Message) -> discord.Thread | None:
         """A thread on the answer; None in DMs and threads, or when Discord refuses one."""
         if not isinstance(anchor.channel, discord.TextChannel):
             return None
-
-        async def attempt() -> discord.Thread:
-            return await anchor.create_thread(name=self.name, auto_archive_duration=1440)
-
-        async def landed() -> discord.Thread | None:  # a thread has the id of its first message
-            try:
-                found = await anchor.guild.fetch_channel(anchor.id) if anchor.guild else None
-            except discord.NotFound:
-                return None
-            return found if isinstance(found, discord.Thread) else None
-
-        buckets = (channel_bucket("thread", anchor.channel.id), GLOBAL)
         try:
-            return await send(Write("open thread", attempt, buckets, landed))
+            return await send(thread_write(anchor, self.name))
         except Undeliverable as exc:  # the thinking then goes in the channel
             log.warning("no thread for the thinking (%s); posting in the channel", exc)
             return None
@@ -209,17 +188,46 @@ class InteractionSurface:
         return Write(label, attempt, self._buckets)
 
 
-async def open_thread(
-    message: discord.Message | discord.PartialMessage, name: str
-) -> discord.Thread | None:
-    """A public thread on `message`; None in DMs and threads, or when Discord refuses one."""
-    if not isinstance(message.channel, discord.TextChannel):
-        return None
-    try:
-        return await message.create_thread(name=name, auto_archive_duration=1440)
-    except discord.HTTPException as exc:
-        log.warning("no thread (HTTP %s); posting in the channel instead", exc.status)
-        return None
+def post_write(where: Any, post: Post, label: str, **fields: Any) -> Write[discord.Message]:
+    """A message in `where` (a channel or thread) with a nonce Discord enforces."""
+    nonce = secrets.randbits(63)  # one per message: Discord gives a retry the first back
+
+    async def attempt() -> discord.Message:
+        return await where.send(
+            post.content, files=post.files(), nonce=nonce, allowed_mentions=NO_PINGS, **fields
+        )
+
+    # Whether it landed: the same post again, which Discord answers with the first if it did.
+    return Write(label, attempt, (channel_bucket("create", where.id), GLOBAL), attempt)
+
+
+def edit_write(message: Any, content: str, label: str, **fields: Any) -> Write[Any]:
+    """`message` (in a channel) edited to `content`."""
+
+    async def attempt() -> Any:
+        return await message.edit(content=content, allowed_mentions=NO_PINGS, **fields)
+
+    return Write(label, attempt, (channel_bucket("edit", message.channel.id), GLOBAL))
+
+
+def thread_write(
+    anchor: discord.Message | discord.PartialMessage, name: str
+) -> Write[discord.Thread]:
+    """A public thread on `anchor` (which must be in a text channel)."""
+
+    async def attempt() -> discord.Thread:
+        return await anchor.create_thread(name=name, auto_archive_duration=1440)
+
+    async def landed() -> discord.Thread | None:  # a thread has the id of its first message
+        try:
+            found = await anchor.guild.fetch_channel(anchor.id) if anchor.guild else None
+        except discord.NotFound:
+            return None
+        return found if isinstance(found, discord.Thread) else None
+
+    return Write(
+        "open thread", attempt, (channel_bucket("thread", anchor.channel.id), GLOBAL), landed
+    )
 
 
 def discord_reply(
