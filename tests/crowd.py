@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,15 @@ def report(
     )
 
 
+def first_shown(writes: Iterable[tuple[float, bool, object]], first_line: str) -> float | None:
+    """When the platform first took (time, taken, text) a write whose text starts with
+    `first_line`; a write applied whose response was lost counts as taken."""
+    return min(
+        (at for at, taken, text in writes if taken and str(text).split("\n", 1)[0] == first_line),
+        default=None,
+    )
+
+
 def engine() -> ScriptedEngine:
     """A fast engine whose answers name their question (so each asker can find their own)."""
     return ScriptedEngine(step_delay=0.002, max_batch=16, max_queue=128)
@@ -147,14 +156,9 @@ def slack_seen(bot: Any, channel: str, ts: str, text: str) -> Seen:
             seen.progress += 1
         else:
             raise AssertionError(f"an unexpected message for {text!r}: {message.text!r}")
-    shown = [
-        call.time
-        for call in bot.slack.calls
-        if call.method in ("chat.postMessage", "chat.update")
-        and (call.status == 200 or call.lost)  # lost: applied, only its response was not
-        and str(call.params.get("text", "")).split("\n", 1)[0] == first_line
-    ]
-    seen.shown_at = min(shown, default=None)
+    writes = bot.slack.calls_to("chat.postMessage") + bot.slack.calls_to("chat.update")
+    taken = ((c.time, c.status == 200 or c.lost, c.params.get("text")) for c in writes)
+    seen.shown_at = first_shown(taken, first_line)
     return seen
 
 
@@ -229,14 +233,9 @@ def discord_seen(fake: Any, asked: dict[str, Any], text: str) -> Seen:
         and message["content"].startswith("**Thinking")
         and f"The question is: {text}\n" in message["content"]
     )
-    shown = [
-        call.at
-        for call in fake.calls
-        if call.method in ("POST", "PATCH")
-        and (call.status == 200 or call.lost)
-        and str((call.json or {}).get("content", "")).split("\n", 1)[0] == first_line
-    ]
-    seen.shown_at = min(shown, default=None)
+    writes = [c for c in fake.calls if c.method in ("POST", "PATCH")]
+    taken = ((c.at, c.status == 200 or c.lost, (c.json or {}).get("content")) for c in writes)
+    seen.shown_at = first_shown(taken, first_line)
     return seen
 
 
