@@ -75,6 +75,7 @@ def usage(command: str) -> str:
     )
 
 
+SETTLE_TIMEOUT = 10.0  # seconds a progress edit in flight may take before the answer goes anew
 HISTORY_PATIENCE = 30.0  # seconds of retries to read a thread before the asker is told
 LAST_WORD_PATIENCE = 120.0  # seconds to tell an asker why there is no answer (10 when stopping)
 
@@ -124,7 +125,11 @@ class SlackAdapter:
         self.stop_grace = stop_grace
         self.style = ReplyStyle(disclaimer=settings.disclaimer)
         self.client = web_client(settings)
-        self.outbox = Outbox("slack", budget or limits.budget(), limits.classify)
+        # A Slack call is one request (no retries inside the SDK client), so an edit in flight
+        # is waited for; edits held back by a Retry-After are what make an answer post anew.
+        self.outbox = Outbox(
+            "slack", budget or limits.budget(), limits.classify, settle_timeout=SETTLE_TIMEOUT
+        )
         writer = web_client(settings, retries=False)  # every call of an answer or quiz
         self.delivery = SlackDelivery(self.outbox, writer, self.style)
         self.app = AsyncApp(
