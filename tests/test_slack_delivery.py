@@ -8,6 +8,7 @@ wait for minutes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -17,7 +18,14 @@ from prometheus_client import generate_latest
 from bot.core import texts
 from bot.metrics import Metrics
 from bot.slack import adapter, limits
-from bot.slack.reply import FAIL_MARK, NOTICE_MARK, PROGRESS_MARK, THINKING_MARK, asked_text
+from bot.slack.reply import (
+    FAIL_MARK,
+    NOTICE_MARK,
+    PROGRESS_MARK,
+    THINKING_MARK,
+    ReplyStyle,
+    asked_text,
+)
 from inference.engine import Message
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.crowd import slack_crowd
@@ -247,3 +255,19 @@ async def test_what_the_writes_met_is_in_the_metrics(scripted_engine: ScriptedEn
     text = generate_latest(metrics.registry).decode()
     assert 'huatuo_delivery_events_total{event="rate_limited",platform="slack"} 1.0' in text
     assert 'huatuo_delivery_events_total{event="found",platform="slack"} 1.0' in text
+
+
+async def test_a_stalled_answer_is_not_edited_every_second() -> None:
+    """The model stalls for 5 s: the placeholder's elapsed time changes every second, but it is
+    edited at most once per 2 s (Slack's chat.update budget is shared by every answer)."""
+    async with scripted(stalled) as engine, running(engine) as bot:
+        question = await bot.mention("what is sepsis?")
+        await placeholder_of(bot, question)
+        started = time.monotonic()
+        await asyncio.sleep(5.0)
+        edits = len(bot.slack.calls_to("chat.update"))
+        elapsed = time.monotonic() - started
+        engine.release.set()
+        await bot.idle(timeout=60)
+        assert_answered_once(bot, question, "what is sepsis?")
+    assert edits <= elapsed / ReplyStyle().edit_interval + 1, edits
