@@ -18,6 +18,7 @@ from prometheus_client import generate_latest
 from bot.core import texts
 from bot.metrics import Metrics
 from bot.slack import adapter, limits
+from bot.slack.adapter import STOPPED
 from bot.slack.reply import (
     FAIL_MARK,
     NOTICE_MARK,
@@ -271,3 +272,19 @@ async def test_a_stalled_answer_is_not_edited_every_second() -> None:
         await bot.idle(timeout=60)
         assert_answered_once(bot, question, "what is sepsis?")
     assert edits <= elapsed / ReplyStyle().edit_interval + 1, edits
+
+
+async def test_stopping_while_the_thread_is_read_tells_the_asker(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    async with running(scripted_engine, stop_grace=0.1) as bot:
+        question = await bot.mention("what is sepsis?")
+        await bot.idle()
+        bot.slack.stall_next("conversations.replies", 30.0)
+        text = "what about children?"
+        ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> {text}", "U2", thread_ts=question)
+        await bot.event(app_mention_event(text, ts=ts, user="U2", thread_ts=question))
+        await eventually(lambda: bot.slack.calls_to("conversations.replies"))
+        await bot.adapter.stop()
+    *_, told = shown(bot, question)
+    assert told == f"{FAIL_MARK} {STOPPED}", shown(bot, question)

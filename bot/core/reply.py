@@ -70,9 +70,11 @@ class OutboxReply(Generic[H]):
         self._status: str | None = None  # the latest progress text
         self._closing = False
         self._edit_stuck = False  # a progress edit was cut off: that route is held back
+        self.started = placeholder is not None  # the asker has (or is getting) a placeholder
 
     def start(self, status: str = texts.PLACEHOLDER) -> None:
         """Post the placeholder when the budget allows, without waiting for it."""
+        self.started = True
         if self._placeholder is None and self._posting is None:
             self._status = status
             write = self.surface.show(status, "placeholder")

@@ -226,7 +226,11 @@ class DiscordAdapter:
         reply = self._in_channel(message, question)
         reply.start()  # a courtesy: the question goes on whether or not it lands
         if origin == "follow-up":
-            turns = await self._history(message, bot_id, reply.request_id)
+            try:
+                turns = await self._history(message, bot_id, reply.request_id)
+            except asyncio.CancelledError:
+                await _last_word(reply, STOPPED)
+                raise
             if turns is None:
                 await _last_word(reply, texts.HISTORY_UNREADABLE, LAST_WORD_PATIENCE)
                 return

@@ -32,6 +32,7 @@ from bot.core.budget import Budget
 from bot.core.events import ConversationRef, Question
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
+from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
@@ -320,18 +321,46 @@ class SlackAdapter:
         reply = self.delivery.reply(trigger.channel, trigger.thread_ts, asked.request_id)
         if trigger.origin != "follow-up":
             reply.start()  # a courtesy: the question goes on whether or not it lands
+        question: Question | None = asked
+        try:
+            question = await self._with_history(trigger, bot, asked, reply)
+            if question is None:
+                return
+            outcome = await self.service.answer(question, reply)
+        except asyncio.CancelledError:
+            if reply.started and not reply.finished:  # not in a thread that is not ours
+                await _quietly(lambda: reply.fail(STOPPED))
+            raise
+        except Exception:
+            log.exception("request %s: answering failed", asked.request_id)
+            if not reply.finished:  # never overwrite an answer already shown
+                await _quietly(lambda: reply.fail(texts.BROKEN), LAST_WORD_PATIENCE)
+            outcome = "failed"
+        if reply.shown:
+            self._answered.first_time(f"{trigger.channel} {trigger.thread_ts}")
+        await self.feedback.answered(question or asked, reply)
+        log.info(
+            "request %s: %s after %.1f s", asked.request_id, outcome, time.monotonic() - started
+        )
+
+    async def _with_history(
+        self, trigger: Trigger, bot: Identity, asked: Question, reply: OutboxReply[str]
+    ) -> Question | None:
+        """The question with its thread's history; None when it is not for the bot (a reply in
+        someone else's thread), or when the thread cannot be read (the asker is then told)."""
         history: tuple[Message, ...] = ()
         if trigger.in_thread:
             replies = await self._replies(trigger)
             ours = f"{trigger.channel} {trigger.thread_ts}" in self._answered
             if replies is None and (ours or trigger.origin != "follow-up"):
                 await _quietly(lambda: reply.fail(texts.HISTORY_UNREADABLE), LAST_WORD_PATIENCE)
-                return
+                return None
             theirs = replies is not None and not bot_answered(replies, bot)
             if replies is None or (trigger.origin == "follow-up" and theirs):
-                return  # not a conversation of ours, or no way to tell
+                return None  # not a conversation of ours, or no way to tell
             history = thread_history(replies, trigger.ts, bot, self.style.footer)
             reply.start()
+        where = _where(trigger.channel, trigger.thread_ts)
         question = dataclasses.replace(asked, conversation=where, history=history)
         log.info(
             "request %s: slack %s in %s, %d chars, %d history turns",
@@ -341,23 +370,7 @@ class SlackAdapter:
             len(question.text),
             len(history),
         )
-        try:
-            outcome = await self.service.answer(question, reply)
-        except asyncio.CancelledError:
-            if not reply.finished:
-                await _quietly(lambda: reply.fail(STOPPED))
-            raise
-        except Exception:
-            log.exception("request %s: answering failed", question.request_id)
-            if not reply.finished:  # never overwrite an answer already shown
-                await _quietly(lambda: reply.fail(texts.BROKEN), LAST_WORD_PATIENCE)
-            outcome = "failed"
-        if reply.shown:
-            self._answered.first_time(f"{trigger.channel} {trigger.thread_ts}")
-        await self.feedback.answered(question, reply)
-        log.info(
-            "request %s: %s after %.1f s", question.request_id, outcome, time.monotonic() - started
-        )
+        return question
 
     async def _replies(self, trigger: Trigger) -> list[dict[str, Any]] | None:
         """The thread's messages, oldest first; None if Slack will not say (after retries)."""
