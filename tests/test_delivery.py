@@ -203,3 +203,21 @@ async def test_a_rate_limit_on_an_unlimited_route_waits_and_keeps_to_the_patienc
 )
 def test_slack_retry_after_in_its_forms(header: str, low: float, high: float) -> None:
     assert low <= retry_after({"Retry-After": header}) <= high
+
+
+async def test_a_write_with_no_response_in_time_is_looked_for_before_it_is_made_again() -> None:
+    platform, box = Platform(), outbox()
+    box.attempt_timeout = 0.1
+    hung = asyncio.Event()
+
+    async def attempt() -> str:  # applied at once, then no response
+        platform.attempts.append("answer")
+        platform.applied.append("answer")
+        await hung.wait()
+        return "answer"
+
+    async def landed() -> str | None:
+        return "answer" if "answer" in platform.applied else None
+
+    assert await box.send(Write("answer", attempt, ("b",), landed)) == "answer"
+    assert platform.attempts == ["answer"] and box.counts["found"] == 1
