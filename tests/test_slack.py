@@ -544,7 +544,7 @@ def test_thread_history_keeps_questions_and_final_answers_only() -> None:
         return {"ts": f"1700000000.{ts:06d}", "text": text, **fields}
 
     replies = [
-        message(1, asked_text("U1", "dose &lt;5 mg?"), **ours),
+        message(1, asked_text("U1", "dose <5 mg?"), **ours),
         message(2, "Yes &amp; no.", **ours),
         message(3, f"Part two.\n\n{to_mrkdwn(DISCLAIMER)}", **ours),
         message(4, f"{THINKING_MARK} *Thinking*\nhmm", **ours),

@@ -10,6 +10,7 @@ posted twice.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import secrets
@@ -21,6 +22,7 @@ import discord
 
 from bot.core import texts
 from bot.core.events import Answer
+from bot.core.links import honest_links
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.reply import OutboxReply, Role, Send
 from bot.core.splitting import split_text
@@ -98,7 +100,7 @@ class ChannelSurface:
         return _delete(target, (channel_bucket("delete", self.channel.id), GLOBAL))
 
     def answer_parts(self, answer: Answer) -> list[str]:
-        return split_text(texts.answer_text(answer, self.disclaimer), MESSAGE_LIMIT)
+        return answer_parts(answer, self.disclaimer)
 
     async def post_thinking(self, send: Send, answer: Answer, anchor: discord.Message) -> str:
         """In a new thread on the answer where possible, else after it in the channel."""
@@ -167,7 +169,7 @@ class InteractionSurface:
         return _delete(target, self._buckets)
 
     def answer_parts(self, answer: Answer) -> list[str]:
-        return split_text(texts.answer_text(answer, self.disclaimer), MESSAGE_LIMIT)
+        return answer_parts(answer, self.disclaimer)
 
     async def post_thinking(self, send: Send, answer: Answer, anchor: Any) -> str:
         posts = thinking_posts(answer)
@@ -250,10 +252,17 @@ def thread_name(question: str) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
+def answer_parts(answer: Answer, disclaimer: str) -> list[str]:
+    """The answer's messages: its links kept honest (model output), split to fit."""
+    shown = dataclasses.replace(answer, answer=honest_links(answer.answer))
+    return split_text(texts.answer_text(shown, disclaimer), MESSAGE_LIMIT)
+
+
 def thinking_posts(answer: Answer) -> list[Post]:
     """The thinking under a bold title, split into messages, or as a .txt file when very long."""
     title = texts.thinking_title(answer)
-    parts = split_text(f"**{title}**\n\n{answer.thinking}", MESSAGE_LIMIT)
+    thinking = honest_links(answer.thinking)
+    parts = split_text(f"**{title}**\n\n{thinking}", MESSAGE_LIMIT)
     if len(parts) <= THINKING_MESSAGES:
         return [Post(part) for part in parts]
     data = f"{title}\n\n{answer.thinking}\n".encode()

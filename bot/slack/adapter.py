@@ -298,7 +298,7 @@ class SlackAdapter:
             text = to_mrkdwn(refusal.message)
             await _quietly(lambda: respond(text=text, response_type="ephemeral"))
             return
-        write = self.delivery.poster(channel).post(asked_text(user, text), "question")
+        write = self.delivery.poster(channel).post(asked_text(user, question), "question")
         try:
             ts = await self.outbox.send(write)
         except Undeliverable as exc:
@@ -334,7 +334,8 @@ class SlackAdapter:
         except Exception:
             log.exception("request %s: answering failed", asked.request_id)
             if not reply.finished:  # never overwrite an answer already shown
-                await _quietly(lambda: reply.fail(texts.BROKEN), LAST_WORD_PATIENCE)
+                failed = texts.broken(asked.request_id)
+                await _quietly(lambda: reply.fail(failed), LAST_WORD_PATIENCE)
             outcome = "failed"
         if reply.shown:
             self._answered.first_time(f"{trigger.channel} {trigger.thread_ts}")

@@ -4,11 +4,18 @@ Line by line: code blocks are only escaped (a fence's language tag is dropped, S
 it); elsewhere headings become bold lines, bullets become "•", **bold** becomes *bold*,
 *italic* becomes _italic_, ~~struck~~ becomes ~struck~ and [text](url) becomes <url|text>.
 Inline `code` is left alone.
+
+Model output is untrusted: every `<`, `>` and `&` it writes is escaped, so the only Slack markup
+in the result is the links written here, and those go only to web and mail addresses
+(bot/core/links.py): `[x](!here)` stays text and cannot ping anyone, and a label naming another
+place than the link's target is replaced by the target.
 """
 
 from __future__ import annotations
 
 import re
+
+from bot.core.links import disguises, is_web
 
 FENCE = "```"
 _HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
@@ -74,10 +81,21 @@ def _inline(text: str) -> str:
     for match in _CODE_OR_LINK.finditer(text):
         out.append(_emphasis(text[pos : match.start()]))
         code, label, url = match.groups()
-        out.append(code or f"<{url}|{_emphasis(label).replace('|', '¦')}>")
+        out.append(code or _link(label, url) or match.group(0))
         pos = match.end()
     out.append(_emphasis(text[pos:]))
     return "".join(out)
+
+
+def _link(label: str, url: str) -> str | None:
+    """Slack's link for a Markdown link (both parts escaped already); None: not a web link."""
+    target = unescape(url)
+    if not is_web(target):
+        return None
+    url = url.replace("|", "%7C")  # Slack would take what follows a "|" for the label
+    if disguises(unescape(label), target):
+        return f"<{url}>"
+    return f"<{url}|{_emphasis(label).replace('|', '¦')}>"
 
 
 def _emphasis(text: str) -> str:

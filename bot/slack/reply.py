@@ -22,7 +22,7 @@ from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.reply import OutboxReply, Role, Send
 from bot.core.splitting import split_text, utf8_size
 from bot.slack.limits import method_bucket, post_bucket
-from bot.slack.mrkdwn import close_open_fence, to_mrkdwn
+from bot.slack.mrkdwn import close_open_fence, escape, to_mrkdwn
 
 PROGRESS_MARK = ":hourglass_flowing_sand:"  # placeholder and progress
 THINKING_MARK = ":thought_balloon:"  # the model's thinking
@@ -42,8 +42,8 @@ MARKS: dict[Role, str] = {
 
 
 def asked_text(user: str, question: str) -> str:
-    """The message a slash command posts: who asked, then the question (Slack text) quoted."""
-    quoted = "\n".join(f">{line}" for line in question.split("\n"))
+    """The message a slash command posts: who asked, then the question (plain text) quoted."""
+    quoted = "\n".join(f">{escape(line)}" for line in question.split("\n"))
     return f"{ASKED_MARK} <@{user}> asked:\n{quoted}"
 
 
