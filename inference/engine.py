@@ -25,7 +25,7 @@ FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
 class EngineError(Exception):
-    """Generation failed; the message is safe to show to the asker."""
+    """Generation failed; the message is for the log and the operator, not for askers."""
 
 
 class QueueFull(EngineError):

@@ -289,7 +289,7 @@ async def test_slack_a_full_queue_is_explained_and_the_waiting_are_told_their_pl
             waiting, full = (bot.bot_messages("C1", ts)[0] for ts in _asked(bot)[1:])
             await eventually(lambda: "next in line" in waiting.text)
             await eventually(lambda: full.text.startswith(FAIL_MARK))
-            assert "can't take this question right now" in full.text, full.text
+            assert "Sorry, too many questions are waiting (request " in full.text, full.text
             stalled.release.set()
             await bot.idle()
     finally:

@@ -331,8 +331,10 @@ async def test_engine_error_reaches_the_asker_and_stays_out_of_history(
         retry = await fake.dispatch_message("try again", message_reference=error["id"])
         await until(lambda: thread_messages(fake))
 
+    request_id = scripted_engine.requests[0].request.request_id
     assert error["content"] == (
-        "Sorry, something went wrong while answering: The scripted engine failed on purpose."
+        f"Sorry, something went wrong while answering (request {request_id}). Please try again; "
+        "if it happens again, an admin can find the details in the logs."
     )
     assert [m["content"] for m in replies(fake, asked)] == [error["content"]]
     assert asked_messages(scripted_engine, 1) == (Message("user", "try again"),)

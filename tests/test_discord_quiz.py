@@ -274,7 +274,7 @@ async def test_an_explanation_not_ready_at_the_reveal_follows_when_it_is(
 
 
 async def test_a_failed_explanation_is_said_in_the_thread(
-    fake: FakeDiscord, engine: ScriptedEngine
+    fake: FakeDiscord, engine: ScriptedEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine.script_for = lambda prompt: Script(("## Thinking\n\n", "Scurvy"), fail_at=1)
     quizzes = quizzes_of(engine, seconds=60)
@@ -286,9 +286,12 @@ async def test_a_failed_explanation_is_said_in_the_thread(
         )
 
     assert result["content"].startswith("**The correct answer is B: Vitamin C**")
+    [asked] = engine.requests
     assert failed["content"] == (
-        "Sorry, the model could not explain this question: The scripted engine failed on purpose."
+        f"Sorry, the model could not explain this question (request {asked.request.request_id}); "
+        "an admin can find the details in the logs."
     )
+    assert "failed on purpose" in caplog.text
 
 
 async def test_replies_to_an_open_quiz_are_not_answered_before_the_reveal(

@@ -95,15 +95,21 @@ async def test_bad_questions_are_refused_with_a_reason(scripted_engine, text, ex
     assert scripted_engine.requests == []
 
 
-async def test_an_engine_error_reaches_the_asker():
+async def test_an_engine_error_reaches_the_asker_in_plain_words_and_the_log_in_detail(caplog):
     engine = ScriptedEngine(lambda q: Script(("## Thinking\n",), fail_at=1))
     await engine.start()
+    asked = question("Why?")
     try:
         reply = CollectingReply()
-        assert await service(engine).answer(question("Why?"), reply) == "failed"
+        assert await service(engine).answer(asked, reply) == "failed"
     finally:
         await engine.close(grace=0)
-    assert "went wrong" in reply.failures[0] and "failed on purpose" in reply.failures[0]
+    assert reply.failures == [
+        f"Sorry, something went wrong while answering (request {asked.request_id}). Please try "
+        "again; if it happens again, an admin can find the details in the logs."
+    ]
+    [logged] = [r.getMessage() for r in caplog.records if "failed on purpose" in r.getMessage()]
+    assert asked.request_id in logged
 
 
 async def test_a_full_queue_is_a_polite_refusal():
@@ -114,9 +120,13 @@ async def test_a_full_queue_is_a_polite_refusal():
         await asyncio.sleep(0.05)
         second = asyncio.create_task(service(engine).answer(question("two"), CollectingReply()))
         await asyncio.sleep(0.05)
-        reply = CollectingReply()
-        assert await service(engine).answer(question("three"), reply) == "refused"
-        assert "already waiting" in reply.failures[0] and reply.answers == []
+        reply, third = CollectingReply(), question("three")
+        assert await service(engine).answer(third, reply) == "refused"
+        assert reply.failures == [
+            f"Sorry, too many questions are waiting (request {third.request_id}). "
+            "Please ask again in a minute."
+        ]
+        assert reply.answers == []
         engine.release.set()
         assert await asyncio.gather(first, second) == ["answered", "answered"]
     finally:

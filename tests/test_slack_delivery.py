@@ -129,7 +129,8 @@ async def test_an_answer_slack_refuses_ends_in_a_clear_failure_not_a_stale_place
         bot.slack.error_next("chat.update", "msg_too_long")
         engine.release.set()
         await bot.idle(timeout=60)
-        assert shown(bot, question) == [f"{FAIL_MARK} {texts.BROKEN}"]
+        [asked] = engine.requests
+        assert shown(bot, question) == [f"{FAIL_MARK} {texts.broken(asked.request.request_id)}"]
 
 
 async def test_retry_after_as_a_date_is_honoured(scripted_engine: ScriptedEngine) -> None:

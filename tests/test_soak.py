@@ -27,7 +27,7 @@ FAULTS = 0.05  # of Slack writes fail once, with Slack's limits enforced (20 tim
 REASONS = {
     "one at a time": texts.ONE_AT_A_TIME,
     "rate limit": "You've reached the limit of 8 questions per hour.",
-    "queue full": "Sorry, I can't take this question right now",
+    "queue full": "Sorry, too many questions are waiting",
 }
 OUR_CODE = [
     tracemalloc.Filter(True, f"{Path(__file__).parents[1] / package}/*")

@@ -144,9 +144,10 @@ class AnswerService:
         request = GenerationRequest(self._messages(question), self.sampling, question.request_id)
         try:
             generation = self.engine.submit(request)
-        except EngineError as exc:
+        except EngineError as exc:  # the asker is told in plain words, the log has the details
+            log.warning("request %s not taken: %s", question.request_id, exc)
             self._error(exc)
-            message = f"Sorry, I can't take this question right now: {exc}"
+            message = texts.engine_failed(exc, question.request_id)
             return await self._refuse(question, reply, Refusal(type(exc).__name__, message))
         try:
             outcome = await self._follow(question, generation, reply)
@@ -204,7 +205,7 @@ class AnswerService:
         except EngineError as exc:
             log.warning("request %s failed: %s", question.request_id, exc)
             self._error(exc)
-            await reply.fail(f"Sorry, something went wrong while answering: {exc}")
+            await reply.fail(texts.engine_failed(exc, question.request_id))
             return "failed"
         truncated = generation.finish_reason == "length"
         result = stream.result(truncated=truncated)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bot.core.events import Answer, Progress
+from inference.engine import EngineClosed, EngineError, PromptTooLong, QueueFull
+from inference.remote import ModelServerError
 
 
 def progress_text(progress: Progress) -> str:
@@ -60,7 +62,44 @@ HISTORY_UNREADABLE = (
     "the case."
 )
 
-BROKEN = "Sorry, something went wrong while answering. Please try again."
+ADMIN_LOGS = "an admin can find the details in the logs"
+_REFUSED = frozenset(range(400, 500)) - {408, 429}  # a model server's "no" to the request as sent
+
+
+def broken(request_id: str) -> str:
+    """Something failed that the asker can do nothing about but try again."""
+    return (
+        f"Sorry, something went wrong while answering (request {request_id}). Please try again; "
+        f"if it happens again, {ADMIN_LOGS}."
+    )
+
+
+def engine_failed(error: EngineError, request_id: str) -> str:
+    """What an asker is told when the model could not answer: what happened in plain words,
+    whether to try again, and the request id; the error's own text is for the log only."""
+    asked = f"(request {request_id})"
+    if isinstance(error, QueueFull):
+        return f"Sorry, too many questions are waiting {asked}. Please ask again in a minute."
+    if isinstance(error, EngineClosed):
+        return f"Sorry, the bot is restarting {asked}. Please ask again in a minute."
+    if isinstance(error, PromptTooLong):
+        return (
+            f"Sorry, this question is too long for the model {asked}. Please shorten it (a "
+            "summary of the case is usually enough); if a short question gets this reply too, "
+            f"{ADMIN_LOGS}."
+        )
+    if isinstance(error, ModelServerError) and error.status in _REFUSED:
+        return (
+            f"Sorry, the model server turned this question down {asked}, so asking again won't "
+            "help for now. Please tell an admin; they can find the details in the logs."
+        )
+    if isinstance(error, ModelServerError):
+        return (
+            f"Sorry, the model server is not answering right now {asked}. Please try again in a "
+            f"few minutes; {ADMIN_LOGS}."
+        )
+    return broken(request_id)
+
 
 CUT_SHORT = (
     "Sorry, the bot was restarted before this answer was finished. Please ask again in a minute."

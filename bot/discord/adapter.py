@@ -341,7 +341,8 @@ class DiscordAdapter:
             raise
         except Exception:
             log.exception("request %s: posting the answer failed", question.request_id)
-            await _last_word(reply, texts.BROKEN, LAST_WORD_PATIENCE)  # unless shown already
+            failed = texts.broken(question.request_id)
+            await _last_word(reply, failed, LAST_WORD_PATIENCE)  # unless shown already
             outcome = "failed"
         await self.feedback.answered(question, reply)  # if an answer was shown
         log.info(

@@ -21,7 +21,7 @@ from bot.core.events import Answer
 from bot.evaluation.extract import extract_answer
 from bot.quiz import texts
 from bot.quiz.bank import QuizItem
-from inference.engine import EngineError, Generation, GenerationRequest, Message, SamplingParams
+from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.reasoning import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ class ExplanationFailed(Exception):
 class Explanation:
     """One background generation of the model's answer to a quiz item."""
 
-    def __init__(self, item: QuizItem, task: asyncio.Task[Answer]) -> None:
+    def __init__(self, item: QuizItem, task: asyncio.Task[Answer], request_id: str) -> None:
         self.item = item
+        self.request_id = request_id
         self._task = task
 
     @classmethod
@@ -58,7 +59,7 @@ class Explanation:
             _generate(engine, item, sampling, request_id, timeout), name=f"quiz-{request_id}"
         )
         task.add_done_callback(_retrieve)
-        return cls(item, task)
+        return cls(item, task, request_id)
 
     @property
     def ready(self) -> bool:
@@ -76,9 +77,7 @@ class Explanation:
             return self._task.result()
         if isinstance(error, TimeoutError):
             raise ExplanationFailed(texts.EXPLANATION_TIMEOUT)
-        if isinstance(error, EngineError):
-            raise ExplanationFailed(texts.explanation_error(error))
-        raise ExplanationFailed(texts.EXPLANATION_BROKEN)
+        raise ExplanationFailed(texts.explanation_failed(self.request_id))  # why: in the log
 
     def choice(self, answer: Answer) -> str | None:
         """The option letter the model's final response names, if exactly one."""
@@ -127,6 +126,7 @@ async def _generate(
 
 
 def _retrieve(task: asyncio.Task[Answer]) -> None:
-    """Mark a failure as seen (the waiter reports it), so asyncio does not log it as lost."""
+    """Log why there is no explanation (the waiter tells the learners), not as a lost error."""
     if not task.cancelled() and (error := task.exception()) is not None:
-        log.info("%s: no model explanation (%r)", task.get_name(), error)
+        level = logging.INFO if isinstance(error, TimeoutError) else logging.WARNING
+        log.log(level, "%s: no model explanation: %r", task.get_name(), error)

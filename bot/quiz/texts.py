@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.core import texts as core_texts
 from bot.quiz.bank import QuizItem
 from bot.quiz.session import Reveal, Tally
 
@@ -114,11 +115,14 @@ EXPLANATION_TIMEOUT = (
     "The model took too long to explain this question, so there is no explanation."
 )
 EXPLANATION_STOPPED = "The model's explanation was stopped before it was finished."
-EXPLANATION_BROKEN = "Sorry, something went wrong while the model was explaining this question."
 
 
-def explanation_error(error: Exception) -> str:
-    return f"Sorry, the model could not explain this question: {error}"
+def explanation_failed(request_id: str) -> str:
+    """The model could not explain (the log says why): for the learners, with the request id."""
+    return (
+        f"Sorry, the model could not explain this question (request {request_id}); "
+        f"{core_texts.ADMIN_LOGS}."
+    )
 
 
 def reveal_refused(starter: str | None, seconds_left: float) -> str:
