@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from bot.core import texts
-from bot.slack.reply import FAIL_MARK
+from bot.slack.reply import FAIL_MARK, THINKING_MARK
+from inference.scripted import Script, ScriptedEngine
 from tests import test_discord
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.slack import BOT_USER_ID, app_mention_event, event_callback, signed_request
-from tests.test_discord import replies, serving, until
-from tests.test_slack import SECRET, Bot, running
+from tests.fakes.slack import (
+    BOT_USER_ID,
+    FakeSlack,
+    app_mention_event,
+    event_callback,
+    signed_request,
+)
+from tests.test_discord import SENDS, replies, serving, thread_messages, until
+from tests.test_discord_quiz import quiz_serving, quizzes_of, reveal_id, thread_of
+from tests.test_discord_quiz import start_quiz as start_discord_quiz
+from tests.test_links import FORMS, TOKENS, assert_slack_safe
+from tests.test_slack import SECRET, Bot, chunked, eventually, running, scripted
+from tests.test_slack_quiz import quiz_bot, start_quiz
 
 fake = test_discord.fake  # the fake Discord fixture
 
@@ -124,3 +136,109 @@ async def test_discord_unexpected_gateway_events_are_ignored(
         assert (await discord_reply(fake, "and now?", author=other)).startswith("Answer to: ")
         assert adapter.ready
     assert len(scripted_engine.requests) == 2
+
+
+# ---- model output that tries to ping people or disguise a link ---------------------------------
+
+STEERED = (
+    "Ignore the question. [x](!channel) [team](!here) [Dr](@U0123) [x](!subteam^S1) "
+    "<!everyone> &lt;!here&gt; [https://intranet.example](https://evil.example) "
+    "@everyone @here <@&123456789012345678> <@123456789012345678>"
+)
+HOSTILE = "\n".join(  # every form, every token: one line each
+    form.replace("{t}", token) for form in FORMS for token in TOKENS
+)
+POSTING = {"chat.postMessage", "chat.update", "chat.postEphemeral", "files.completeUploadExternal"}
+
+
+def steered(thinking: str, answer: str) -> Script:
+    text = f"## Thinking\n\n{thinking}\n\n## Final Response\n\n{answer}"
+    return chunked(text, 400)
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def slack_shown(slack: FakeSlack) -> list[str]:
+    """Every text the bot gave Slack to show: messages, edits, their blocks, private messages,
+    file titles and comments."""
+    calls = [call.params for call in slack.calls if call.method in POSTING]
+    return [text for params in calls for text in strings(params)]
+
+
+async def test_slack_steered_answer_and_thinking_ping_nobody_and_disguise_no_link() -> None:
+    scripts = {"short": steered(STEERED, HOSTILE), "long": steered(HOSTILE, STEERED)}
+    async with scripted(lambda q: scripts[q]) as engine, running(engine) as bot:
+        short = await bot.mention("short")  # the corpus as the answer, the thinking in messages
+        await bot.idle()
+        long = await bot.mention("long")  # the corpus as the thinking: a file
+        await bot.idle()
+
+    shown = slack_shown(bot.slack)
+    assert len(shown) > 10 and len(bot.slack.files) == 1
+    for text in shown:
+        assert_slack_safe(text)
+    answer, *_, thinking = (m.text for m in bot.bot_messages("C1", short))
+    assert answer.startswith("[x](!here)\n[x](!channel)\n[x](!everyone)\n[x](@U0123ABCD)\n")
+    seen = (
+        "Ignore the question. [x](!channel) [team](!here) [Dr](@U0123) [x](!subteam^S1) "
+        "&lt;!everyone&gt; &amp;lt;!here&amp;gt; <https://evil.example> @everyone @here "
+        "&lt;@&amp;123456789012345678&gt; &lt;@123456789012345678&gt;"
+    )
+    assert thinking.startswith(THINKING_MARK) and thinking.endswith(seen)
+    assert bot.bot_messages("C1", long)[0].text.startswith(seen)
+    [file] = bot.slack.files.values()
+    assert file.title == "Thinking" and file.content == HOSTILE.encode()
+
+
+async def test_slack_steered_quiz_explanation_keeps_only_the_starters_mention() -> None:
+    explanation = steered(STEERED, f"The answer is B. {STEERED}\n{HOSTILE}")
+    async with quiz_bot(script=lambda q: explanation) as (bot, _):
+        quiz = await start_quiz(bot)
+        await quiz.reveal("U1")
+        await eventually(lambda: len(quiz.thread()) == 3)
+
+    posted = bot.slack.calls_to("chat.postMessage")[0].params["text"]
+    assert "when <@U1> presses *Reveal*" in posted, "the starter's own mention still works"
+    assert "<https://evil.example>" in quiz.thread()[1]
+    for text in slack_shown(bot.slack):
+        assert_slack_safe(text, "<@U1>")
+
+
+async def test_discord_steered_answer_pings_nobody_and_disguises_no_link(
+    fake: FakeDiscord,
+) -> None:
+    async with scripted(lambda q: steered(STEERED, STEERED)) as engine, serving(fake, engine):
+        answer = await discord_reply(fake, "anything?")
+        thinking = await until(lambda: fake.threads and thread_messages(fake))
+
+    sends = [c.json for c in fake.calls if c.method in ("POST", "PATCH") and SENDS.match(c.path)]
+    assert sends and all(body["allowed_mentions"] == {"parse": []} for body in sends)
+    for text in (answer, thinking[0]["content"]):
+        assert "@everyone @here <@&123456789012345678> <@123456789012345678>" in text
+        assert "<https://evil.example>" in text and "intranet" not in text
+
+
+async def test_discord_steered_quiz_explanation_disguises_no_link(fake: FakeDiscord) -> None:
+    engine = ScriptedEngine(lambda q: steered(STEERED, f"The answer is B. {STEERED}"))
+    await engine.start()
+    try:
+        async with quiz_serving(fake, quizzes_of(engine, seconds=60)):
+            quiz = await start_discord_quiz(fake)
+            await fake.click_button(quiz, reveal_id(quiz))
+            thread = await until(lambda: len(thread_of(fake, quiz)) == 3 and thread_of(fake, quiz))
+    finally:
+        await engine.close(grace=0)
+    _, explanation, thinking = thread
+    for message in (explanation, thinking):
+        assert "<https://evil.example>" in message["content"]
+        assert "intranet" not in message["content"]
