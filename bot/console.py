@@ -69,11 +69,11 @@ class ConsoleReply:
             file=self.out,
         )
 
-    def json(self) -> str:
+    def json(self, model: str) -> str:
+        """The answer as one JSON object (design.md §4); a failure has `error`, what askers see."""
         if self.answer is None:
-            return json.dumps(
-                {"error": self.error, "answer": "", "thinking": "", "complete": False}
-            )
+            failed = {"answer": "", "thinking": "", "complete": False, "model": model}
+            return json.dumps({"error": self.error, **failed}, ensure_ascii=False)
         return json.dumps({**asdict(self.answer), "notices": self.notices}, ensure_ascii=False)
 
 
@@ -91,7 +91,7 @@ async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: 
     reply = ConsoleReply(show_status=not as_json)
     await service.answer(console_question(question), reply)
     if as_json:
-        print(reply.json())
+        print(reply.json(service.engine.model_name))
     else:
         reply.print_answer(disclaimer)
     return 0 if reply.answer is not None else 1
