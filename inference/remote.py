@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY = 10.0  # seconds; also caps a server's Retry-After
 _AFTER_FINISH = 2.0  # seconds a finished stream waits for its usage and [DONE]
+_PROBE_TIMEOUT = 3.0  # seconds GET /v1/models may take when asked whether the server can answer
 
 
 class ModelServerError(EngineError):
@@ -54,7 +56,7 @@ class ModelServerError(EngineError):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(mask_urls(message))  # a server's own words may hold a URL too
         self.status = status  # the HTTP status, None when there was no HTTP answer
         self.retryable = retryable  # worth another try if no text was sent yet
         self.retry_after = retry_after
@@ -64,18 +66,36 @@ def api_base(base_url: str) -> URL:
     """The API root: `http://host:8000` and `http://host:8000/v1` both give `.../v1`."""
     url = URL(base_url.strip().rstrip("/"))
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{base_url!r} is not an http(s) URL such as http://localhost:8000/v1")
+        raise ValueError(
+            f"{mask_urls(base_url)!r} is not an http(s) URL such as http://localhost:8000/v1"
+        )
     return url / "v1" if url.path in ("", "/") else url
 
 
-def _shown(url: URL) -> str:
-    """The URL as error messages and logs show it: without any user or password in it."""
-    return str(url.with_user(None))
+# A URL in a text: its scheme (or the start of the text: a URL given without one), its
+# authority (user:password@host:port), its path and its query. `mask_urls` is the one way a URL
+# that may carry credentials (HUATUO_OPENAI_BASE_URL) reaches output, logs or error messages.
+_URL = re.compile(
+    r"(?:(?P<scheme>[a-z][a-z0-9+.-]*://)|^)"
+    r"(?P<authority>[^\s/?#'\"<>]*)(?P<path>[^\s?#'\"<>]*)(?P<query>\?[^\s#'\"<>]*)?",
+    re.IGNORECASE,
+)
+
+
+def _masked(url: re.Match[str]) -> str:
+    _, at, host = url["authority"].rpartition("@")
+    query = re.sub(r"=[^&;]*", "=***", url["query"] or "")
+    return f"{url['scheme'] or ''}{'***@' if at else ''}{host}{url['path']}{query}"
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the user, password and query values of every URL in it shown as ***."""
+    return _URL.sub(_masked, text)
 
 
 def _cause(exc: BaseException) -> str:
     """The low-level error behind `exc`, for the log."""
-    return f" [{exc.__cause__!r}]" if exc.__cause__ else ""
+    return f" [{mask_urls(repr(exc.__cause__))}]" if exc.__cause__ else ""
 
 
 def _unreachable(server: str, exc: aiohttp.ClientConnectorError) -> ModelServerError:
@@ -131,7 +151,7 @@ async def served_models(
 ) -> list[str]:
     """The model ids the server lists at GET /v1/models; raises ModelServerError if it can't."""
     url = api_base(base_url)
-    server = _shown(url)
+    server = mask_urls(str(url))
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with (
@@ -191,9 +211,10 @@ class RemoteEngine:
         read_timeout: float = 120.0,
         retries: int = 2,
         backoff: float = 0.5,
+        probe_interval: float = 5.0,
     ) -> None:
         self.url = api_base(base_url)
-        self.server = _shown(self.url)
+        self.server = mask_urls(str(self.url))
         self.model_name = model
         self.api_key = api_key
         self.max_batch = max_batch
@@ -202,6 +223,9 @@ class RemoteEngine:
         self.read_timeout = read_timeout  # the longest wait for the next chunk
         self.retries = retries
         self.backoff = backoff
+        self.probe_interval = probe_interval  # seconds `problem()` reuses what the server said
+        self._probe: asyncio.Future[str | None] | None = None
+        self._probed_at = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self._waiting: deque[_RemoteGeneration] = deque()
@@ -222,17 +246,34 @@ class RemoteEngine:
         self._session = aiohttp.ClientSession(
             timeout=timeout, headers=headers, connector=aiohttp.TCPConnector(limit=0)
         )
-        try:
-            models = await served_models(str(self.url), self.api_key, timeout=3.0)
-        except EngineError as exc:
-            log.warning("%s Questions will fail until it answers.", exc)
-            return
-        if self.model_name not in models:
-            log.warning(
-                "%s does not list model %r; it lists %s", self.server, self.model_name, models
-            )
-        else:
+        problem = await self.problem()
+        if problem is None:
             log.info("%s serves %s", self.server, self.model_name)
+        else:
+            log.warning("%s Questions will fail while this lasts.", problem)
+
+    async def problem(self) -> str | None:
+        """Why the server cannot answer now (None: it lists the model), for /readyz."""
+        # GET /v1/models at most once per `probe_interval` s, however often this is awaited:
+        # a scraper polling /readyz cannot hammer the model server.
+        stale = time.monotonic() - self._probed_at >= self.probe_interval
+        if self._probe is None or (self._probe.done() and stale):
+            self._probed_at = time.monotonic()
+            self._probe = asyncio.ensure_future(self._ask_models())
+        return await asyncio.shield(self._probe)  # a caller gone does not cancel it for others
+
+    async def _ask_models(self) -> str | None:
+        try:
+            models = await served_models(str(self.url), self.api_key, timeout=_PROBE_TIMEOUT)
+        except EngineError as exc:
+            return str(exc)
+        if self.model_name in models:
+            return None
+        listed = ", ".join(map(repr, models)) or "no model"
+        return (
+            f"The model server at {self.server} does not list {self.model_name!r}; it lists "
+            f"{listed}."
+        )
 
     @property
     def started(self) -> bool:
@@ -277,6 +318,8 @@ class RemoteEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._probe is not None:
+            self._probe.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -325,7 +368,7 @@ class RemoteEngine:
             return
         except Exception as exc:  # a bug here must not leave the asker waiting
             log.exception("request %s failed", request_id)
-            generation._finish("error", EngineError(f"Generation failed: {exc}"))
+            generation._finish("error", EngineError(mask_urls(f"Generation failed: {exc}")))
             return
         generation._finish(reason)
         stats = generation.stats
