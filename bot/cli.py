@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import sys
@@ -22,6 +23,7 @@ from bot.evaluation import command as evaluation
 from bot.feedback import summary
 from bot.quiz.registry import load_bank
 from bot.runner import PLATFORMS, configured_platforms, make_service, serve
+from bot.web import address
 from inference.loading import ModelNotFound
 from inference.remote import ModelServerError, served_models
 
@@ -165,11 +167,29 @@ def check(settings_factory: Callable[[], Settings] = Settings) -> int:
             "SLACK_SIGNING_SECRET for Slack, and/or DISCORD_BOT_TOKEN for Discord "
             "(see .env.example). `huatuo-bot ask` works without any."
         )
+    _show_http(settings)
     problems.extend(_check_feedback(settings))
     problems.extend(_check_quizzes(settings))
     for problem in problems:
         print(f"✗ {problem}")
     return 1 if problems else 0
+
+
+def _show_http(settings: Settings) -> None:
+    """Where the HTTP server listens, and who may read /metrics there."""
+    host = settings.http_host
+    try:
+        local = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        local = host == "localhost"
+    reach = "this machine only" if local else "open to the network"
+    if settings.metrics_token:
+        metrics = "needs the bearer token (HUATUO_METRICS_TOKEN)"
+    elif local:
+        metrics = "without a token"
+    else:
+        metrics = "without a token: set HUATUO_METRICS_TOKEN, or keep the port on a private network"
+    print(f"✓ http: {address(host, settings.http_port)}, {reach}; /metrics {metrics}")
 
 
 def _check_feedback(settings: Settings) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -38,11 +39,19 @@ ID_FORMS = {
 }
 
 
+# A host name to listen on, such as localhost (an IP address is checked as one).
+_HOST_NAME = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*"
+
+
 class Settings(BaseSettings):
     """Field names are the environment variables in lower case (`model` is `HUATUO_MODEL`)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # a rejected value may be a token: errors never echo it
     )
 
     model: str = Field("auto", validation_alias="HUATUO_MODEL")
@@ -56,6 +65,8 @@ class Settings(BaseSettings):
     top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")
     system_prompt: str | None = Field(None, validation_alias="HUATUO_SYSTEM_PROMPT")
     http_port: int = Field(8080, ge=0, le=65535, validation_alias="HUATUO_HTTP_PORT")
+    http_host: str = Field("127.0.0.1", validation_alias="HUATUO_HTTP_HOST")
+    metrics_token: str | None = Field(None, validation_alias="HUATUO_METRICS_TOKEN")
     feedback_db: str = Field("huatuo-feedback.sqlite3", validation_alias="HUATUO_FEEDBACK_DB")
     store_text: bool = Field(False, validation_alias="HUATUO_STORE_TEXT")
     max_batch: int = Field(16, ge=1, le=256, validation_alias="HUATUO_MAX_BATCH")
@@ -104,11 +115,41 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "system_prompt", "openai_base_url", "openai_api_key", "discord_sync_guild", mode="before"
+        "system_prompt",
+        "openai_base_url",
+        "openai_api_key",
+        "discord_sync_guild",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("http_host")
+    @classmethod
+    def _host_is_an_address(cls, value: str) -> str:
+        host = value.strip()
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not re.fullmatch(_HOST_NAME, host):
+                raise ValueError(
+                    f"{value!r} is not an address to listen on: use 127.0.0.1 (this machine "
+                    "only), 0.0.0.0 (every interface) or one of this machine's addresses, "
+                    "without http:// or a port (that is HUATUO_HTTP_PORT)"
+                ) from None
+        return host
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_is_strong(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]{16,}", value):
+            raise ValueError(
+                "use at least 16 printable ASCII characters without spaces, such as the output "
+                "of `openssl rand -hex 32`"
+            )
+        return value
 
     @field_validator(*ID_FORMS)
     @classmethod

@@ -104,21 +104,34 @@ def quiz_posters(adapters: Sequence[Adapter]) -> dict[str, Poster]:
 
 @dataclass
 class Readiness:
-    """The body of `GET /readyz`: ready once the engine is started and every platform connected."""
+    """The body of `GET /readyz`: ready while the engine can answer and every platform is up."""
 
     engine: BatchEngine | RemoteEngine
     adapters: Sequence[Adapter] = ()
     stopping: bool = False  # set when shutdown begins
 
-    def __call__(self) -> dict[str, Any]:
+    async def __call__(self) -> dict[str, Any]:
+        reasons: list[str] = []
+        if self.stopping:
+            reasons.append("Shutting down: no new questions are taken.")
+        elif not self.engine.started:
+            reasons.append("The model is not loaded yet.")
+        elif isinstance(self.engine, RemoteEngine) and (problem := await self.engine.problem()):
+            reasons.append(problem)
+        engine = not reasons
         platforms = {adapter.name: adapter.ready for adapter in self.adapters}
-        engine = self.engine.started and not self.stopping
+        if not platforms:
+            reasons.append("No chat platform is configured.")
+        for name, up in platforms.items():
+            if not up:
+                reasons.append(f"{name.capitalize()} is not connected.")
         return {
-            "ready": engine and bool(platforms) and all(platforms.values()),
+            "ready": not reasons,
             "model": self.engine.model_name,
             "engine": engine,
             "stopping": self.stopping,
             "platforms": platforms,
+            "reasons": reasons,
         }
 
 
@@ -149,13 +162,13 @@ async def serve(
         await engine.start()
     metrics = Metrics(engine)
     readiness = Readiness(engine)
-    web_app = create_web_app(readiness, metrics.registry)
+    web_app = create_web_app(readiness, metrics.registry, settings.metrics_token)
     service = make_service(settings, engine, metrics)
     quizzes = Quizzes.from_settings(settings, engine, settings.sampling, bank)
     adapters = make_adapters(settings, service, platforms, web_app, feedback, quizzes)
     readiness.adapters = adapters
     metrics.watch_delivery([a.outbox for a in adapters if hasattr(a, "outbox")])  # type: ignore[attr-defined]
-    web = WebServer(web_app, settings.http_port)
+    web = WebServer(web_app, settings.http_port, settings.http_host)
     started: list[Adapter] = []
     schedule: asyncio.Task[None] | None = None
     try:

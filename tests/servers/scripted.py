@@ -11,14 +11,15 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 Ending = Literal["done", "close", "hold"]
 
 
 class ScriptedServer:
     """Answers POST /v1/chat/completions with `statuses` in turn, then streams `text` word by
-    word; records every request body.
+    word; records every request body. GET /v1/models lists "scripted" to the key "right-key",
+    as a bearer token or as the password of a URL (HTTP basic auth), and counts its answers.
 
     `stall`: after the first word, send nothing more until the server stops. `usage`: send token
     counts after the finish_reason. `ending`, after those: "done" sends `data: [DONE]` and ends
@@ -41,6 +42,7 @@ class ScriptedServer:
         self.usage = usage
         self.ending = ending
         self.bodies: list[dict[str, Any]] = []
+        self.model_lists = 0  # GET /v1/models answered
         self.base_url = ""
         self._stopping = asyncio.Event()  # releases stalled and held responses
         app = web.Application()
@@ -56,11 +58,18 @@ class ScriptedServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop serving: connections to its port are refused from now on."""
         self._stopping.set()
         await self._runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != "Bearer right-key":
+        self.model_lists += 1
+        given = request.headers.get("Authorization", "")
+        basic = given.startswith("Basic ") and BasicAuth.decode(given).password == "right-key"
+        if given != "Bearer right-key" and not basic:
             return web.json_response({"error": {"message": "Invalid API key"}}, status=401)
         return web.json_response({"object": "list", "data": [{"id": "scripted"}]})
 
