@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bot.core.events import Question
@@ -53,6 +53,36 @@ class DeliveryCollector(Collector):
         yield family
 
 
+class FeedbackCounts(Protocol):
+    """The feedback store's writes waiting for the database, and those lost."""
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def lost(self) -> int: ...
+
+
+class FeedbackCollector(Collector):
+    """`huatuo_feedback_rows_pending` and `huatuo_feedback_rows_lost_total`, read at scrape time."""
+
+    def __init__(self, store: FeedbackCounts) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "huatuo_feedback_rows_pending",
+            "Feedback writes (an answer, a rating change) kept in memory until the database "
+            "takes them.",
+            value=self.store.pending,
+        )
+        yield CounterMetricFamily(
+            "huatuo_feedback_rows_lost",
+            "Feedback writes given up: too many kept, refused for good, or kept at shutdown.",
+            value=self.store.lost,
+        )
+
+
 class Metrics:
     """The metric objects in a registry of their own; the AnswerService reports into them."""
 
@@ -88,6 +118,10 @@ class Metrics:
     def watch_delivery(self, outboxes: Sequence[Counted]) -> None:
         """Export the counts of these outboxes (one per platform)."""
         self.registry.register(DeliveryCollector(outboxes))
+
+    def watch_feedback(self, store: FeedbackCounts) -> None:
+        """Export the feedback store's writes pending and lost."""
+        self.registry.register(FeedbackCollector(store))
 
     def observe(self, question: Question, outcome: Outcome, stats: GenerationStats | None) -> None:
         """Count one finished question; an answered one also adds its timings."""

@@ -161,6 +161,8 @@ async def serve(
     if not engine.started:
         await engine.start()
     metrics = Metrics(engine)
+    if feedback is not None:
+        metrics.watch_feedback(feedback)
     readiness = Readiness(engine)
     web_app = create_web_app(readiness, metrics.registry, settings.metrics_token)
     service = make_service(settings, engine, metrics)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.feedback.store import connect
+from bot.feedback.database import connect
 
 ROWS = """
     SELECT a.platform, a.model, a.total_seconds, a.first_token_seconds, a.completion_tokens,
