@@ -20,7 +20,7 @@ from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.engines import make_engine, model_spec, remote_engine
 from bot.evaluation import command as evaluation
-from bot.feedback import summary
+from bot.feedback import database, summary
 from bot.quiz.registry import load_bank
 from bot.runner import PLATFORMS, configured_platforms, make_service, serve
 from bot.web import address
@@ -193,7 +193,8 @@ def _show_http(settings: Settings) -> None:
 
 
 def _check_feedback(settings: Settings) -> list[str]:
-    """Where feedback is recorded, and whether that folder is writable (nothing is created)."""
+    """Where feedback is recorded, whether that folder is writable, and whether the database
+    there is free and undamaged (nothing is created)."""
     path = settings.feedback_db.strip()
     if not path:
         print("✓ feedback: off (HUATUO_FEEDBACK_DB is empty)")
@@ -204,6 +205,8 @@ def _check_feedback(settings: Settings) -> list[str]:
             f"feedback: HUATUO_FEEDBACK_DB={path}, but {folder} is not a writable folder; "
             "name a file in one, or set it empty to record no feedback."
         ]
+    if Path(path).exists() and (trouble := database.problem(Path(path))):
+        return [f"feedback: {trouble}"]
     text = "with" if settings.store_text else "without"
     print(f"✓ feedback: recorded in {path}, {text} message text")
     return []
