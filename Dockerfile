@@ -20,6 +20,7 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     HF_HOME=/models \
+    HUATUO_HTTP_HOST=0.0.0.0 \
     HUATUO_HTTP_PORT=8080 \
     HUATUO_FEEDBACK_DB=/data/huatuo-feedback.sqlite3
 
@@ -45,6 +46,9 @@ WORKDIR /app
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 
+# The server listens on every interface of the container (HUATUO_HTTP_HOST above) so that a
+# published port reaches it; publish it on the host's loopback (-p 127.0.0.1:8080:8080) unless a
+# TLS proxy or Prometheus elsewhere needs it (README: Security).
 EXPOSE 8080
 
 # /healthz answers once the model is loaded and the HTTP server is up; the first start may download

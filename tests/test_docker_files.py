@@ -111,9 +111,22 @@ def test_runs_as_a_non_root_user():
     assert user not in ("root", "0")
 
 
-def test_model_cache_is_a_volume():
+def image_env(name: str) -> str:
+    """The value the Dockerfile's ENV gives `name`."""
     env = " ".join(arguments("ENV"))
-    hf_home = env.split("HF_HOME=")[1].split()[0]
+    return env.split(f"{name}=")[1].split()[0]
+
+
+def test_the_image_listens_on_every_interface_of_the_container():
+    # The bot's own default is 127.0.0.1, which a published port would never reach.
+    assert Settings(_env_file=None).http_host == "127.0.0.1"
+    host = image_env("HUATUO_HTTP_HOST")
+    assert Settings(_env_file=None, HUATUO_HTTP_HOST=host).http_host == "0.0.0.0"
+    assert image_env("HUATUO_HTTP_PORT") == "8080"
+
+
+def test_model_cache_is_a_volume():
+    hf_home = image_env("HF_HOME")
     volumes = [path for rest in arguments("VOLUME") for path in json.loads(rest)]
     assert hf_home in volumes
 
@@ -185,8 +198,11 @@ def test_bot_takes_tokens_from_env_file_publishes_its_port_and_restarts():
     services = compose()["services"]
     bot = services["bot"]
     assert bot["env_file"] == ".env"
-    port = bot["environment"]["HUATUO_HTTP_PORT"]
-    assert f"{port}:{port}" in bot["ports"]
+    env = bot["environment"]
+    port = env["HUATUO_HTTP_PORT"]
+    # Listening on every interface of the container, published on the host's loopback only.
+    assert env["HUATUO_HTTP_HOST"] == "0.0.0.0"
+    assert bot["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert any(v.endswith(":/models") for v in bot["volumes"])
     assert {s["restart"] for s in services.values()} == {"unless-stopped"}
 
