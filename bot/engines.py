@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bot.config import ConfigError, Settings
 from inference.loading import ModelSpec, resolve_model
@@ -54,6 +55,11 @@ def remote_engine(settings: Settings) -> RemoteEngine:
         raise ConfigError(
             "HUATUO_BACKEND=openai needs HUATUO_OPENAI_BASE_URL, the server's API address, such "
             "as http://localhost:8000/v1."
+        )
+    if settings.openai_api_key and "@" in urlsplit(settings.openai_base_url).netloc:
+        raise ConfigError(
+            "HUATUO_OPENAI_BASE_URL carries a user and password and HUATUO_OPENAI_API_KEY is set "
+            "too; a request can send only one of them: keep the one your server expects."
         )
     model = served_model(settings)
     try:

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from bot import logs
 from bot.cli import main
+from bot.config import ConfigError, Settings
+from bot.engines import remote_engine
 from inference.remote import RemoteEngine, mask_urls
 from tests.fakes.slack import app_mention_event, event_callback, signed_request, slash_command
 from tests.test_slack import SECRET, running
@@ -177,3 +179,17 @@ async def test_a_badly_signed_request_is_logged_without_its_text(scripted_engine
         logged = f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
         assert "quokka-zebra-4711" not in logged, logged
         assert "response_url" not in logged and "a-rotated-secret" not in logged, logged
+
+
+def test_a_password_in_the_url_and_an_api_key_together_are_refused_clearly() -> None:
+    """aiohttp cannot send both; every question would fail with a library error otherwise."""
+    settings = Settings(
+        _env_file=None,
+        backend="openai",
+        openai_base_url="http://alice:secret@models.internal:8000/v1",
+        openai_api_key="sk-test",
+        openai_model="m",
+    )
+    with pytest.raises(ConfigError, match="only one of them") as raised:
+        remote_engine(settings)
+    assert "secret" not in str(raised.value)
