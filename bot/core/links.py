@@ -73,8 +73,7 @@ def disguises(label: str, target: str) -> bool:
 
 
 def honest_links(markdown: str) -> str:
-    """`markdown` with each masked link whose label disguises its web target shown as that
-    target (`<target>`, a link that shows itself)."""
+    """`markdown` with each masked link whose label disguises its web target shown as `<target>`."""
 
     def honest(link: re.Match[str]) -> str:
         label, target = link.group(1), re.sub(r"\\(.)", r"\1", link.group(2))
