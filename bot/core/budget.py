@@ -108,10 +108,6 @@ class Budget:
             wait = max(wait, at - now)
         return wait
 
-    def waiting(self) -> int:
-        """Writes waiting for a token."""
-        return len(self._waiters)
-
     def acquire(self, keys: tuple[Hashable, ...], priority: Priority) -> asyncio.Future[None]:
         """A future that is done once a token of every bucket in `keys` was taken for this
         write; cancel it to stop waiting."""

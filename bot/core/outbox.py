@@ -194,7 +194,8 @@ class Outbox:
                     self.budget.block(keys[0], pause)
                     pause = 0.0  # the budget waits
                 if not retry or time.monotonic() + pause > deadline:
-                    self.counts["given_up"] += retry
+                    if retry:
+                        self.counts["given_up"] += 1
                     raise Undeliverable(write.label, Transient("rate limited"))
             elif isinstance(failure, Gone | Refused) or not retry:
                 raise Undeliverable(write.label, failure)

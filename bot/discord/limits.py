@@ -16,9 +16,9 @@ from bot.core.budget import Budget, Rate
 from bot.core.outbox import Failure, Gone, RateLimited, Refused, Transient
 
 GLOBAL: Hashable = ("global",)  # 50 requests a second for the whole bot
-# Per channel (a thread is its own channel): about 5 per 5 s per route; ours stay under it.
-PER_CHANNEL = Rate(0.8, 3.0)
-PER_TOKEN = Rate(0.8, 3.0)  # an interaction's webhook (followups, edits of its response)
+# Per channel (a thread is its own channel) or interaction webhook: about 5 per 5 s per route;
+# ours stay under it.
+PER_ROUTE = Rate(0.8, 3.0)
 UNKNOWN_MESSAGE = 10008
 DEFAULT_WAIT = 2.0  # a 429 that discord.py gave up on
 
@@ -38,10 +38,8 @@ def rate(key: Hashable, scale: float = 1.0) -> Rate | None:
     if key == GLOBAL:
         return Rate(45.0 * scale, 10.0)
     kind = key[0] if isinstance(key, tuple) else None
-    if kind in ("create", "edit", "delete", "thread"):
-        return Rate(PER_CHANNEL.per_second * scale, PER_CHANNEL.burst)
-    if kind == "webhook":
-        return Rate(PER_TOKEN.per_second * scale, PER_TOKEN.burst)
+    if kind in ("create", "edit", "delete", "thread", "webhook"):
+        return Rate(PER_ROUTE.per_second * scale, PER_ROUTE.burst)
     return None
 
 

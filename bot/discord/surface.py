@@ -59,15 +59,6 @@ def _text(text: str, role: Role) -> str:
     return f"{NOTICE_MARK} {text}" if role == "notice" else text
 
 
-def _edit(message: Any, content: str, role: Role, buckets: tuple[Hashable, ...]) -> Write[Any]:
-    """An edit through an interaction's webhook budget."""
-
-    async def attempt() -> Any:
-        return await message.edit(content=content, allowed_mentions=NO_PINGS)
-
-    return Write(f"edit to {role}", attempt, buckets)
-
-
 def _delete(message: Any, buckets: tuple[Hashable, ...]) -> Write[object]:
     async def attempt() -> None:
         await message.delete()
@@ -156,7 +147,7 @@ class InteractionSurface:
 
             return Write(f"edit to {role}", attempt, self._buckets)
         if target is not None:
-            return _edit(target, content, role, self._buckets)
+            return edit_write(target, content, f"edit to {role}", self._buckets)
         return self._followup(Post(content), f"followup {role}")
 
     def remove(self, target: Any) -> Write[object]:
@@ -203,13 +194,20 @@ def post_write(where: Any, post: Post, label: str, **fields: Any) -> Write[disco
     return Write(label, attempt, (channel_bucket("create", where.id), GLOBAL), attempt)
 
 
-def edit_write(message: Any, content: str, label: str, **fields: Any) -> Write[Any]:
-    """`message` (in a channel) edited to `content`."""
+def edit_write(
+    message: Any,
+    content: str,
+    label: str,
+    buckets: tuple[Hashable, ...] | None = None,
+    **fields: Any,
+) -> Write[Any]:
+    """`message` edited to `content`, spending `buckets` (default: its channel's edit route)."""
 
     async def attempt() -> Any:
         return await message.edit(content=content, allowed_mentions=NO_PINGS, **fields)
 
-    return Write(label, attempt, (channel_bucket("edit", message.channel.id), GLOBAL))
+    buckets = buckets or (channel_bucket("edit", message.channel.id), GLOBAL)
+    return Write(label, attempt, buckets)
 
 
 def thread_write(

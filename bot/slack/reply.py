@@ -136,7 +136,6 @@ class SlackSurface:
         self, client: AsyncWebClient, channel: str, thread_ts: str, style: ReplyStyle
     ) -> None:
         self.poster = SlackPoster(client, channel, thread_ts)
-        self.client = client
         self.style = style
         self.progress_interval = style.edit_interval
         self.detours = True
@@ -174,7 +173,7 @@ class SlackSurface:
         comment = f"{title} (long, so attached as `{filename}`)"
 
         async def attempt() -> bool:
-            await self.client.files_upload_v2(
+            await self.poster.client.files_upload_v2(
                 channel=self.poster.channel,
                 thread_ts=self.poster.thread_ts,
                 content=answer.thinking,
