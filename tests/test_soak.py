@@ -59,11 +59,11 @@ async def ask_in_turn(
         if rng.random() < 0.1:
             await bot.send(payload, retry=1)  # Slack's retry of the same event
         sent.append((ts, text))
-        if person % (PEOPLE // 2) == 0:  # waits until the bot is done with them
+        # Most wait until the bot is done with them (their answer shown, nothing of theirs in
+        # flight); the first person of each half always does, so reaches the rate limit.
+        if person % (PEOPLE // 2) == 0 or rng.random() < 0.75:
             done = lambda ts=ts: settled(bot, ts) and not admission.busy("slack", user)  # noqa: E731
             await eventually(done, timeout=60)
-        elif rng.random() < 0.75:
-            await eventually(lambda ts=ts: settled(bot, ts), timeout=60)
         await asyncio.sleep(rng.uniform(0.0, 0.02))
 
 
@@ -152,9 +152,7 @@ async def test_soak_300_questions_from_30_people() -> None:
     print(json.dumps(figures))
     if REPORT:
         Path(REPORT).write_text(json.dumps(figures, indent=2) + "\n")
-    # Answers land at Slack's pace, so an impatient person's next question often finds the
-    # previous one still being posted ("one at a time"); a patient third of them is answered.
-    assert totals["answered"] >= 100, totals
+    assert totals["answered"] >= 150, totals  # about 230 here: the patient are all answered
     assert totals.get("rate limit", 0) >= 4, "two patient people have questions 9 and 10 refused"
     # What the second half adds: the retry memory of event ids (bounded at 10,000) and the rate
     # limiter's times of 15 more people (forgotten after the window); nothing per answer.
