@@ -16,6 +16,7 @@ from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.engines import make_engine
 from bot.feedback.store import FeedbackStore, open_store
+from bot.instance import single_instance
 from bot.metrics import Metrics
 from bot.quiz.registry import Quizzes, load_bank
 from bot.quiz.schedule import CaseOfTheDay, Poster
@@ -151,6 +152,16 @@ async def serve(
         )
     if not platforms:
         raise ConfigError("No chat platform configured; `huatuo-bot check` says what to set.")
+    with single_instance(settings, platforms):  # before anything else: a second one stops here
+        await _serve(settings, platforms, engine, stop)
+
+
+async def _serve(
+    settings: Settings,
+    platforms: Sequence[str],
+    engine: BatchEngine | RemoteEngine | None,
+    stop: asyncio.Event | None,
+) -> None:
     feedback = open_store(settings)  # before the engine loads: a bad path fails fast
     bank = load_bank(settings)  # likewise a bad question bank
     stop = stop or asyncio.Event()

@@ -3,8 +3,9 @@ on top of it."""
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,15 @@ from inference.scripted import ScriptedEngine
 
 # The built-in model's pace for one stream on an idle 2-core machine (about 24 tokens/s).
 REFERENCE_SECONDS_PER_TOKEN = 1 / 24
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_temporary_folder(tmp_path_factory) -> Iterator[None]:
+    """This session's own temporary folder: `run` with feedback off keeps its lock files in it
+    (bot/instance.py), which another test session on this host must not share."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tmp")))
+        yield
 
 
 @pytest.fixture(scope="session")
