@@ -1,4 +1,4 @@
-"""The Dockerfile and docker-compose.yml: hadolint-clean, and wired the way the bot reads settings.
+"""The Dockerfile, docker-compose.yml and deploy/kubernetes.yaml: hadolint-clean, and wired the way
 
 No Docker engine is needed: hadolint reads the Dockerfile, the compose file is parsed with yaml
 (and with `docker compose config` where a compose client exists), and the image's HEALTHCHECK
@@ -233,3 +233,78 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     bot = yaml.safe_load(done.stdout)["services"]["bot"]
     assert bot["environment"]["SLACK_BOT_TOKEN"] == "xoxb-from-env-file"
     assert bot["environment"]["HUATUO_OPENAI_BASE_URL"] == "http://vllm:8000/v1"
+
+
+def test_compose_cannot_start_two_bots():
+    # A fixed container name: Docker refuses a second container of that name, so
+    # `docker compose up --scale bot=2` fails (README: Scaling and high availability).
+    bot = compose()["services"]["bot"]
+    assert bot["container_name"]
+    assert bot.get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_docker_compose_config_refuses_two_bot_replicas(tmp_path):
+    client = compose_client()
+    if client is None:
+        pytest.skip("no compose client (`docker compose` plugin or docker-compose) installed")
+    scaled = compose()
+    scaled["services"]["bot"]["deploy"] = {"replicas": 2}
+    (tmp_path / COMPOSE.name).write_text(yaml.safe_dump(scaled))
+    (tmp_path / ".env").write_text("")
+    done = subprocess.run(
+        [*client, "-f", str(tmp_path / COMPOSE.name), "config"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "container_name" in done.stderr, done.stderr
+
+
+# --- deploy/kubernetes.yaml ---------------------------------------------------------------------
+
+KUBERNETES = ROOT / "deploy" / "kubernetes.yaml"
+
+
+def kubernetes() -> dict[str, dict]:
+    """The manifest's objects by kind."""
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(KUBERNETES.read_text()) if doc}
+
+
+def bot_container() -> dict:
+    [container] = kubernetes()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_kubernetes_runs_one_bot_and_never_two_at_once():
+    deployment = kubernetes()["Deployment"]["spec"]
+    assert deployment["replicas"] == 1
+    assert deployment["strategy"] == {"type": "Recreate"}
+    pod = deployment["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > Settings(_env_file=None).shutdown_grace
+
+
+def test_kubernetes_pod_is_wired_the_way_the_bot_reads_settings():
+    objects = kubernetes()
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    container = bot_container()
+    env = {item["name"]: item["value"] for item in container["env"]}
+    known = {field.validation_alias for field in Settings.model_fields.values()}
+    assert set(env) <= known, set(env) - known
+    assert env["HUATUO_BACKEND"] == "openai"
+    assert env["HUATUO_MODEL"] == compose()["services"]["bot"]["environment"]["HUATUO_MODEL"]
+    _parser().parse_args(container["args"])
+    # Probes on the port the bot listens on, every interface of the pod.
+    assert Settings(_env_file=None, HUATUO_HTTP_HOST=env["HUATUO_HTTP_HOST"]).http_host == "0.0.0.0"
+    [port] = container["ports"]
+    assert port["containerPort"] == int(env["HUATUO_HTTP_PORT"])
+    probes = {name: container[name]["httpGet"] for name in ("livenessProbe", "readinessProbe")}
+    assert probes["livenessProbe"]["path"] == "/healthz"
+    assert probes["readinessProbe"]["path"] == "/readyz"
+    assert {probe["port"] for probe in probes.values()} == {port["name"]}
+    # The feedback database (and the bot's lock file beside it) on the claimed volume.
+    [mount] = container["volumeMounts"]
+    assert env["HUATUO_FEEDBACK_DB"].startswith(mount["mountPath"].rstrip("/") + "/")
+    [volume] = pod["volumes"]
+    assert volume["name"] == mount["name"]
+    claim = objects["PersistentVolumeClaim"]["metadata"]["name"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+    # The image's own unprivileged user.
+    assert str(pod["securityContext"]["runAsUser"]) == arguments("USER")[-1].split(":")[0]
