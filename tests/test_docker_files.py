@@ -1,4 +1,5 @@
 """The Dockerfile, docker-compose.yml and deploy/kubernetes.yaml: hadolint-clean, and wired the way
+the bot reads settings.
 
 No Docker engine is needed: hadolint reads the Dockerfile, the compose file is parsed with yaml
 (and with `docker compose config` where a compose client exists), and the image's HEALTHCHECK
