@@ -63,7 +63,7 @@ def single_instance(settings: Settings, platforms: Sequence[str]) -> Iterator[No
 @contextmanager
 def _hold(path: Path, platform: str) -> Iterator[None]:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # no planted link
     except OSError as exc:
         log.warning(
             "cannot check for a second %s process of this bot on this host (%s): %s",

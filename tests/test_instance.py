@@ -80,6 +80,16 @@ def test_a_folder_that_cannot_hold_the_lock_is_logged_not_fatal(tmp_path, caplog
     assert "cannot check for a second discord process" in caplog.text
 
 
+def test_a_link_planted_in_place_of_the_lock_is_not_followed(tmp_path, caplog):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept")
+    lock_path(settings(tmp_path), "discord").symlink_to(victim)
+    with single_instance(settings(tmp_path), ["discord"]):
+        pass
+    assert victim.read_text() == "kept"
+    assert "cannot check for a second discord process" in caplog.text
+
+
 # ---- two real `huatuo-bot run` processes -------------------------------------------------------
 
 
