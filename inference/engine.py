@@ -63,6 +63,9 @@ class SamplingParams:
     max_new_tokens: int = 2048
     temperature: float = 0.5  # 0 means greedy
     top_p: float = 0.9
+    # Tokens of thinking after which the engine writes the Final Response header for the model
+    # (inference/thinking.py); 0: never.
+    thinking_budget: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class GenerationStats:
     started_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
+    thinking_capped: bool = False  # the thinking reached its budget and was ended for the model
 
     @property
     def time_to_first_token(self) -> float | None:
@@ -163,11 +167,12 @@ class Generation:
         return self.text
 
     # Called from the worker thread.
-    def _emit(self, chunk: str) -> None:
+    def _emit(self, chunk: str, generated: bool = True) -> None:
+        """Send text on; `generated` False: the engine wrote it for the model (not a token yet)."""
         if not chunk:
             return
         self.text += chunk
-        if self.stats.first_token_at is None:
+        if generated and self.stats.first_token_at is None:
             self.stats.first_token_at = time.monotonic()
         self._loop.call_soon_threadsafe(self._chunks.put_nowait, chunk)
 

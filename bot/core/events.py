@@ -61,3 +61,4 @@ class Answer:
     prompt_tokens: int = 0
     queued_seconds: float | None = None  # waiting in line, before generation started
     first_token_seconds: float | None = None  # from submission to the first token
+    thinking_capped: bool = False  # the thinking reached its budget and was ended for the model
