@@ -223,6 +223,7 @@ class AnswerService:
             prompt_tokens=stats.prompt_tokens,
             queued_seconds=None if started_at is None else started_at - stats.submitted_at,
             first_token_seconds=stats.time_to_first_token,
+            thinking_capped=stats.thinking_capped,
         )
         log.info(
             "request %s answered: %d tokens in %.1f s, complete=%s",
