@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.core.admission import AccessPolicy, Admission
 from bot.quiz.schedule import DailyPost, parse_schedule
 from inference.engine import SamplingParams
+from inference.thinking import default_budget
 
 
 def _split_ids(value: object) -> object:
@@ -61,6 +62,10 @@ class Settings(BaseSettings):
     openai_model: str | None = Field(None, validation_alias="HUATUO_OPENAI_MODEL")
     openai_idle_timeout: float = Field(120.0, gt=0, validation_alias="HUATUO_OPENAI_IDLE_TIMEOUT")
     max_new_tokens: int = Field(2048, ge=1, le=32768, validation_alias="HUATUO_MAX_NEW_TOKENS")
+    # Unset: HUATUO_MAX_NEW_TOKENS less 512, at least half of it (inference/thinking.py); 0: off.
+    thinking_budget: int | None = Field(None, ge=0, validation_alias="HUATUO_THINKING_BUDGET")
+    # Unset: on for HuatuoGPT-o1 models and the built-in one (bot/engines.py).
+    prefill_thinking: bool | None = Field(None, validation_alias="HUATUO_PREFILL_THINKING")
     temperature: float = Field(0.5, ge=0.0, le=2.0, validation_alias="HUATUO_TEMPERATURE")
     top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")
     system_prompt: str | None = Field(None, validation_alias="HUATUO_SYSTEM_PROMPT")
@@ -120,6 +125,8 @@ class Settings(BaseSettings):
         "openai_api_key",
         "discord_sync_guild",
         "metrics_token",
+        "thinking_budget",
+        "prefill_thinking",
         mode="before",
     )
     @classmethod
@@ -201,7 +208,10 @@ class Settings(BaseSettings):
 
     @property
     def sampling(self) -> SamplingParams:
-        return SamplingParams(self.max_new_tokens, self.temperature, self.top_p)
+        budget = self.thinking_budget
+        if budget is None:
+            budget = default_budget(self.max_new_tokens)
+        return SamplingParams(self.max_new_tokens, self.temperature, self.top_p, budget)
 
 
 class ConfigError(Exception):

@@ -21,17 +21,26 @@ def model_spec(settings: Settings) -> ModelSpec:
     return resolve_model(settings.model)
 
 
+def prefills_thinking(settings: Settings, model: str, demo: bool = False) -> bool:
+    """HUATUO_PREFILL_THINKING, or by default: on for HuatuoGPT-o1 models and the built-in one."""
+    if settings.prefill_thinking is not None:
+        return settings.prefill_thinking
+    return demo or "huatuogpt-o1" in model.lower()
+
+
 def make_engine(settings: Settings) -> LocalEngine | RemoteEngine:
     """The engine for the configured backend (not started: call `start`)."""
     if settings.backend == "openai":
         return remote_engine(settings)
     from inference.local import LocalEngine  # imports torch: only the local backend needs it
 
+    spec = model_spec(settings)
     return LocalEngine(
-        model_spec(settings),
+        spec,
         max_batch=settings.max_batch,
         max_queue=settings.max_queue,
         cpu_threads=settings.cpu_threads or None,
+        prefill_thinking=prefills_thinking(settings, spec.name, spec.is_demo),
     )
 
 
@@ -70,6 +79,7 @@ def remote_engine(settings: Settings) -> RemoteEngine:
             max_batch=settings.max_batch,
             max_queue=settings.max_queue,
             read_timeout=settings.openai_idle_timeout,
+            prefill_thinking=prefills_thinking(settings, model),
         )
     except ValueError as exc:
         raise ConfigError(f"HUATUO_OPENAI_BASE_URL: {exc}") from exc

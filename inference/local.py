@@ -4,6 +4,11 @@ All running requests share one `DynamicCache`, left-padded so their ends line up
 arrives while others run is prefilled on its own and joins the batch at the next step (its cache
 left-padded to the batch's length, or the batch's to its); a finished or cancelled row is dropped
 from the cache at once, and the padding columns no row needs any more are cut off.
+
+With `prefill_thinking`, every prompt ends with the Thinking header. A row whose thinking reaches
+its budget (inference/thinking.py) is fed the forced Final Response header one token per step in
+place of what it sampled, like a prompt extension going into its cache: the row stays in the
+batch, and the other rows' steps are the very computations they would have been.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from inference.engine import (
 )
 from inference.loading import ModelSpec, load_model
 from inference.prompts import fit_to_context
+from inference.thinking import FORCED_FINAL, PREFILL, still_thinking
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,8 @@ class _LocalRow(Row):
         super().__init__(generation)
         self.prompt_tokens = prompt_tokens
         self.streamer = _RowStreamer(tokenizer, generation)
+        self.forcing: list[int] = []  # forced tokens still to feed, in place of sampled ones
+        self.forced = 0  # forced tokens fed so far: in the cache, not counted as output
         generation.stats.prompt_tokens = prompt_tokens
 
 
@@ -112,10 +120,12 @@ class LocalEngine(BatchEngine):
         model: Any = None,
         tokenizer: Any = None,
         cpu_threads: int | None = None,
+        prefill_thinking: bool = False,
     ) -> None:
         super().__init__(max_batch=max_batch, max_queue=max_queue)
         self.spec = spec
         self.cpu_threads = cpu_threads
+        self.prefill_thinking = prefill_thinking  # start every answer with the Thinking header
         self.model_name = spec.name
         self.model, self.tokenizer = model, tokenizer
         self._cache: DynamicCache | None = None
@@ -134,6 +144,11 @@ class LocalEngine(BatchEngine):
         self.eos_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
         self.pad_id = self.tokenizer.pad_token_id or next(iter(self.eos_ids), 0)
         self.device = self.model.device
+        self.prefill_ids = self._text_ids(PREFILL) if self.prefill_thinking else []
+        self.forced_ids = self._text_ids(FORCED_FINAL)
+
+    def _text_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     # ---- prompts -------------------------------------------------------------------------------
     def _encode(self, messages: Sequence[Message]) -> list[int]:
@@ -145,14 +160,14 @@ class LocalEngine(BatchEngine):
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         """Template the messages, dropping the oldest turns so the answer still has room."""
         max_new = request.sampling.max_new_tokens
-        budget = self.context_length - max_new
+        budget = self.context_length - max_new - len(self.prefill_ids)
         if budget <= 0:
             raise PromptTooLong(
                 f"max_new_tokens {max_new} leaves no room for a question in this model's "
                 f"{self.context_length}-token context."
             )
         kept, _ = fit_to_context(request.messages, lambda m: len(self._encode(m)), budget)
-        return self._encode(kept)
+        return self._encode(kept) + self.prefill_ids
 
     # ---- batch work (worker thread) ------------------------------------------------------------
     def _admit(self, generations: list[Generation]) -> None:
@@ -181,10 +196,12 @@ class LocalEngine(BatchEngine):
         rows = [
             _LocalRow(g, len(p), self.tokenizer) for g, p in zip(admitted, prompts, strict=True)
         ]
-        tokens = _sample(logits, [g.request.sampling for g in admitted])
+        if self.prefill_ids:
+            for generation in admitted:
+                generation._emit(PREFILL, generated=False)
+        tokens = self._accept(rows, _sample(logits, [g.request.sampling for g in admitted]))
         self._join(cache, mask.to(self.device), tokens)
         self._rows.extend(rows)
-        self._accept(rows, tokens.tolist())
 
     def _join(self, cache: DynamicCache, mask: torch.Tensor, tokens: torch.Tensor) -> None:
         """Add freshly prefilled rows to the running batch, left-padding to a common length."""
@@ -211,28 +228,43 @@ class LocalEngine(BatchEngine):
                 logits_to_keep=1,
             ).logits[:, -1]
         self._mask = mask
-        self._next = _sample(logits, [row.generation.request.sampling for row in self._rows])
-        self._accept(self._rows, self._next.tolist())  # type: ignore[arg-type]
+        sampled = _sample(logits, [row.generation.request.sampling for row in self._rows])
+        self._next = self._accept(self._rows, sampled)  # type: ignore[arg-type]
 
-    def _accept(self, rows: Sequence[_LocalRow], tokens: list[int]) -> None:
-        """Stream each row's new token and decide whether the row is done."""
-        for row, token in zip(rows, tokens, strict=True):
+    def _accept(self, rows: Sequence[_LocalRow], sampled: torch.Tensor) -> torch.Tensor:
+        """Stream each row's new token and decide whether the row is done; returns the tokens
+        to feed next (a row being fed the forced header gets its next forced token instead)."""
+        tokens = sampled.tolist()
+        for index, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             if row.finished is not None:
                 continue
-            if token in self.eos_ids:
+            sampling = row.generation.request.sampling
+            if row.forcing:
+                tokens[index] = row.forcing.pop(0)
+                row.forced += 1
+            elif token in self.eos_ids:
                 row.finished = "stop"
             else:
                 row.tokens_out += 1
                 row.generation.stats.completion_tokens = row.tokens_out
                 row.streamer.put(torch.tensor([token]))
-                limit = row.generation.request.sampling.max_new_tokens
-                if (
-                    row.tokens_out >= limit
-                    or row.prompt_tokens + row.tokens_out >= self.context_length
-                ):
+                used = row.prompt_tokens + row.forced + row.tokens_out
+                if row.tokens_out >= sampling.max_new_tokens or used >= self.context_length:
                     row.finished = "length"
+                elif row.tokens_out == sampling.thinking_budget:
+                    self._cap_thinking(row)
             if row.finished is not None:
                 row.streamer.end()
+        return torch.tensor(tokens, device=sampled.device)
+
+    def _cap_thinking(self, row: _LocalRow) -> None:
+        """The row's budget is spent: if it is still thinking, the forced header goes in next."""
+        row.streamer.end()  # the text so far, to the last token, to look for headers in
+        generation = row.generation
+        if still_thinking(generation.text):
+            row.forcing = list(self.forced_ids)
+            generation.stats.thinking_capped = True
+            generation._emit(FORCED_FINAL, generated=False)
 
     def _drop_rows(self, keep: list[int]) -> None:
         if not keep:

@@ -8,6 +8,14 @@ place. Connection errors and 5xx / 429 answers are retried with backoff until th
 arrives, never after (no text is ever sent twice); past that, a failure fails that request alone.
 A stream that gave its finish_reason is complete: what the connection does afterwards (close
 without `data: [DONE]`, break, or stay open and silent) no longer matters.
+
+The Thinking header written for the model (`prefill_thinking`) and the Final Response header
+forced when the thinking reaches its budget (inference/thinking.py) both go to the server as a
+trailing assistant message to continue (`continue_final_message`, as vLLM and SGLang take it;
+llama.cpp's server continues such a message by itself). A capped answer is two requests: the
+first stream is closed when its thinking has used the budget (counting one token per content
+delta), and a second continues the same assistant message. A server that refuses to continue
+(HTTP 400 or 422) is noted once in the log; from then on answers go as plain requests, uncapped.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -37,12 +46,29 @@ from inference.engine import (
     cut_off_by_shutdown,
     queue_full,
 )
+from inference.thinking import FORCED_FINAL, PREFILL, still_thinking
 
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY = 10.0  # seconds; also caps a server's Retry-After
 _AFTER_FINISH = 2.0  # seconds a finished stream waits for its usage and [DONE]
 _PROBE_TIMEOUT = 3.0  # seconds GET /v1/models may take when asked whether the server can answer
+_NO_CONTINUING = (400, 422)  # how a server says it does not take continue_final_message
+Ending = FinishReason | Literal["capped"]  # "capped": the thinking used its budget
+
+
+@dataclass
+class _Turn:
+    """One request of an answer: the assistant text it continues (None: a fresh turn), the text
+    emitted for the model before its first delta, its max_tokens, after how many deltas its
+    thinking is capped (0: never), and whether it is the continuation of a capped thinking."""
+
+    assistant: str | None
+    lead: str
+    max_tokens: int
+    budget: int = 0
+    caps: bool = False
+    start: int = 0  # len(generation.text) when the turn began: what it emitted comes after
 
 
 class ModelServerError(EngineError):
@@ -212,6 +238,7 @@ class RemoteEngine:
         retries: int = 2,
         backoff: float = 0.5,
         probe_interval: float = 5.0,
+        prefill_thinking: bool = False,
     ) -> None:
         self.url = api_base(base_url)
         self.server = mask_urls(str(self.url))
@@ -224,6 +251,8 @@ class RemoteEngine:
         self.retries = retries
         self.backoff = backoff
         self.probe_interval = probe_interval  # seconds `problem()` reuses what the server said
+        self.prefill_thinking = prefill_thinking  # start every answer with the Thinking header
+        self.continues = True  # False once the server refused to continue an assistant message
         self._probe: asyncio.Future[str | None] | None = None
         self._probed_at = 0.0
         self._session: aiohttp.ClientSession | None = None
@@ -357,7 +386,7 @@ class RemoteEngine:
         cancellation."""
         request_id = generation.request.request_id
         try:
-            reason = await self._with_retries(generation)
+            reason = await self._answer(generation)
         except asyncio.CancelledError:
             generation._finish("cancelled")  # a no-op when close() failed it first
             log.info("request %s cancelled", request_id)
@@ -381,14 +410,57 @@ class RemoteEngine:
             (stats.finished_at or 0.0) - stats.submitted_at,
         )
 
-    async def _with_retries(self, generation: Generation) -> FinishReason:
+    async def _answer(self, generation: Generation) -> FinishReason:
+        """The first request and, when its thinking used the budget, the one continuing it."""
+        sampling = generation.request.sampling
+        max_new = sampling.max_new_tokens
+        budget = sampling.thinking_budget if sampling.thinking_budget < max_new else 0
+        plain = _Turn(None, "", max_new, budget if self.continues else 0)
+        prefilled = self.prefill_thinking and self.continues
+        first = _Turn(PREFILL, PREFILL, max_new, budget) if prefilled else plain
+        try:
+            ending = await self._with_retries(generation, first)
+        except ModelServerError as exc:
+            if first is plain or exc.status not in _NO_CONTINUING:
+                raise
+            plain.budget = 0
+            ending = await self._with_retries(generation, plain)
+            self._refused(exc)  # the same question, not continued, was taken
+        if ending != "capped":
+            return ending
+        left = max_new - generation.stats.completion_tokens
+        rest = _Turn(generation.text + FORCED_FINAL, FORCED_FINAL, left, caps=True)
+        try:
+            ending = await self._with_retries(generation, rest)
+        except ModelServerError as exc:
+            if exc.status not in _NO_CONTINUING:
+                raise
+            self._refused(exc)
+            return "length"  # the thinking stopped at its budget, and no answer can follow
+        assert ending != "capped"
+        return ending
+
+    def _refused(self, exc: ModelServerError) -> None:
+        """Note once that the server does not continue an assistant message."""
+        if self.continues:
+            self.continues = False
+            log.warning(
+                "%s From now on answers start without a written Thinking header and their "
+                "thinking is not capped (HUATUO_PREFILL_THINKING, HUATUO_THINKING_BUDGET need a "
+                "server that takes continue_final_message, such as vLLM or SGLang).",
+                exc,
+            )
+
+    async def _with_retries(self, generation: Generation, turn: _Turn) -> Ending:
+        turn.start = len(generation.text)
         attempt = 0
         while True:
             try:
-                return await self._stream(generation)
+                return await self._stream(generation, turn)
             except ModelServerError as exc:
                 attempt += 1
-                if not exc.retryable or generation.text or attempt > self.retries:
+                sent = len(generation.text) > turn.start
+                if not exc.retryable or sent or attempt > self.retries:
                     raise
                 delay = self.backoff * 2 ** (attempt - 1)
                 if exc.retry_after is not None:
@@ -405,32 +477,37 @@ class RemoteEngine:
                 )
                 await asyncio.sleep(delay)
 
-    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+    def _body(self, request: GenerationRequest, turn: _Turn) -> dict[str, Any]:
         sampling = request.sampling
-        return {
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        body = {
             "model": self.model_name,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": sampling.max_new_tokens,
+            "max_tokens": turn.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
         }
+        if turn.assistant is not None:
+            messages.append({"role": "assistant", "content": turn.assistant})
+            body |= {"continue_final_message": True, "add_generation_prompt": False}
+        return body
 
-    async def _stream(self, generation: Generation) -> FinishReason:
+    async def _stream(self, generation: Generation, turn: _Turn) -> Ending:
         """One attempt: POST the request and stream the answer into the Generation."""
         assert self._session is not None
         request = generation.request
         try:
             async with self._session.post(
                 self.url / "chat" / "completions",
-                json=self._body(request),
+                json=self._body(request, turn),
                 headers={"X-Request-ID": request.request_id},
             ) as response:
                 if response.status != 200:
                     raise await _status_error(response, self.server)
                 try:
-                    return await self._read(generation, response)
+                    return await self._read(generation, response, turn)
                 except BaseException:
                     response.close()  # drop the connection: the server stops generating
                     raise
@@ -447,11 +524,11 @@ class RemoteEngine:
                 f"The model server at {self.server} sent nothing for {self.read_timeout:g} s."
             ) from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self._lost(generation) from exc
+            raise self._lost(generation, turn) from exc
 
-    def _lost(self, generation: Generation) -> ModelServerError:
+    def _lost(self, generation: Generation, turn: _Turn) -> ModelServerError:
         """The connection broke after the request went out (the log has the details)."""
-        if generation.text:
+        if len(generation.text) > turn.start:
             return ModelServerError(
                 f"The model server at {self.server} stopped in the middle of the answer "
                 "(the connection was lost)."
@@ -474,14 +551,17 @@ class RemoteEngine:
             raise ModelServerError(f"The model server at {self.server} failed: {message}")
         return event
 
-    async def _read(self, generation: Generation, response: aiohttp.ClientResponse) -> FinishReason:
+    async def _read(
+        self, generation: Generation, response: aiohttp.ClientResponse, turn: _Turn
+    ) -> Ending:
         """Emit each content delta; take token counts from `usage` when the server sends it.
 
         After the finish_reason, wait at most `_AFTER_FINISH` s for the rest: the answer is whole.
+        "capped": the turn's budget of deltas is used and the model is still thinking.
         """
         stats = generation.stats
         finish: FinishReason | None = None
-        chunks, counted = 0, False
+        chunks, counted, before = 0, False, stats.completion_tokens
         try:
             async with asyncio.timeout(None) as tail:
                 async for data in _sse_data(response.content):
@@ -489,15 +569,24 @@ class RemoteEngine:
                         return finish or "stop"
                     event = self._event(data)
                     if usage := event.get("usage"):
-                        stats.prompt_tokens = usage.get("prompt_tokens") or stats.prompt_tokens
-                        stats.completion_tokens = usage.get("completion_tokens") or chunks
+                        if not turn.caps:  # a continuation's prompt holds the thinking
+                            stats.prompt_tokens = usage.get("prompt_tokens") or stats.prompt_tokens
+                        stats.completion_tokens = before + (
+                            usage.get("completion_tokens") or chunks
+                        )
                         counted = True
                     for choice in event.get("choices") or ():
                         if text := (choice.get("delta") or {}).get("content"):
+                            if not chunks:
+                                generation._emit(turn.lead, generated=False)
+                                stats.thinking_capped |= turn.caps
                             chunks += 1
                             if not counted:
-                                stats.completion_tokens = chunks
+                                stats.completion_tokens = before + chunks
                             generation._emit(text)
+                            if chunks == turn.budget and still_thinking(generation.text):
+                                response.close()  # the server stops generating this turn
+                                return "capped"
                         if (reason := choice.get("finish_reason")) and finish is None:
                             finish = "length" if reason == "length" else "stop"
                             tail.reschedule(asyncio.get_running_loop().time() + _AFTER_FINISH)
@@ -513,5 +602,5 @@ class RemoteEngine:
             response.close()  # the server may still hold it open
             return finish
         if finish is None:  # the stream ended without saying why: the server went away
-            raise self._lost(generation)
+            raise self._lost(generation, turn)
         return finish

@@ -31,10 +31,11 @@ from inference.engine import (
     QueueFull,
     SamplingParams,
 )
-from inference.reasoning import split_reasoning
+from inference.reasoning import Reasoning, split_reasoning
 from inference.remote import ModelServerError, RemoteEngine, served_models
+from inference.thinking import FORCED_FINAL, PREFILL
 from tests.servers.proxy import CuttableProxy
-from tests.servers.scripted import Ending, ScriptedServer
+from tests.servers.scripted import Ending, ScriptedServer, continued
 from tests.servers.transformers_serve import TransformersServer, export_builtin, exported_folder
 from tests.test_slack import DISCLAIMER, running
 
@@ -338,6 +339,111 @@ async def test_a_refused_api_key_is_named() -> None:
         with pytest.raises(ModelServerError, match=r"HTTP 401: Invalid API key") as refused:
             await served_models(server.base_url, "wrong-key")
     assert refused.value.status == 401
+
+
+# ---- the Thinking header and the thinking budget, against a scripted server --------------------
+
+THOUGHTS = "one two three four five six seven eight nine ten"
+CAPPED = SamplingParams(max_new_tokens=12, temperature=0.0, top_p=1.0, thinking_budget=4)
+
+
+def thinks_then_answers(body: dict[str, Any]) -> str:
+    """A model that thinks in ten words and, once its Final Response header is written, answers."""
+    given = continued(body)
+    if given is not None and given.endswith(FORCED_FINAL):
+        return "The answer."
+    return THOUGHTS if given is not None else f"## Thinking\n\n{THOUGHTS}"
+
+
+@pytest.mark.parametrize("prefill", [True, False])
+async def test_a_capped_thinking_is_continued_with_the_final_response_header(prefill) -> None:
+    async with (
+        ScriptedServer(reply=thinks_then_answers) as server,
+        engine_at(server.base_url, "scripted", prefill_thinking=prefill) as engine,
+    ):
+        generation = engine.submit(ask("What is asthma?", CAPPED))
+        text = await generation.collect()
+
+    thought = "## Thinking\n\none two three four" if prefill else "## Thinking\n\none two three"
+    assert text == f"{thought}{FORCED_FINAL}The answer."
+    assert split_reasoning(text) == Reasoning(thought.partition("\n\n")[2], "The answer.", True)
+    assert generation.finish_reason == "stop" and generation.stats.thinking_capped
+    assert generation.stats.completion_tokens == 4 + 2
+    first, rest = server.bodies
+    question = {"role": "user", "content": "What is asthma?"}
+    continuing = {"continue_final_message": True, "add_generation_prompt": False}
+    if prefill:
+        assert first["messages"] == [question, {"role": "assistant", "content": PREFILL}]
+        assert first.items() >= continuing.items()
+    else:
+        assert first["messages"] == [question] and "continue_final_message" not in first
+    assert rest["messages"] == [question, {"role": "assistant", "content": thought + FORCED_FINAL}]
+    assert rest.items() >= {**continuing, "max_tokens": 12 - 4}.items()
+
+
+async def test_a_thinking_within_its_budget_or_without_headers_is_not_capped() -> None:
+    roomy = SamplingParams(max_new_tokens=40, temperature=0.0, top_p=1.0, thinking_budget=20)
+    async with (
+        ScriptedServer(text=THOUGHTS) as server,  # no headers: nothing to cap
+        engine_at(server.base_url, "scripted") as engine,
+    ):
+        plain = engine.submit(ask("What is asthma?", CAPPED))
+        assert await plain.collect() == THOUGHTS
+        server.text = f"## Thinking\n\n{THOUGHTS}\n\n## Final Response\n\nThe answer."
+        within = engine.submit(ask("What is asthma?", roomy))
+        assert await within.collect() == server.text
+    assert not plain.stats.thinking_capped and not within.stats.thinking_capped
+    assert len(server.bodies) == 2
+
+
+async def test_a_server_that_refuses_to_continue_is_noted_once_and_answers_go_on_uncapped(
+    caplog,
+) -> None:
+    async with (
+        ScriptedServer(reply=thinks_then_answers, continuing=False) as server,
+        engine_at(server.base_url, "scripted", prefill_thinking=True) as engine,
+    ):
+        first = engine.submit(ask("What is asthma?", CAPPED))
+        first_text = await first.collect()
+        second = engine.submit(ask("What is gout?", CAPPED))
+        second_text = await second.collect()
+
+    assert first_text == second_text == f"## Thinking\n\n{THOUGHTS}"  # the model's own header
+    assert not first.stats.thinking_capped and first.finish_reason == "stop"
+    refused, plain, again = server.bodies
+    assert "continue_final_message" in refused and refused["messages"][-1]["role"] == "assistant"
+    assert "continue_final_message" not in plain and "continue_final_message" not in again
+    [noted] = [r for r in caplog.records if "continue_final_message" in r.getMessage()]
+    assert "HTTP 400" in noted.getMessage() and noted.levelname == "WARNING"
+
+
+async def test_a_capped_thinking_the_server_will_not_continue_ends_as_a_thinking(caplog) -> None:
+    async with (
+        ScriptedServer(reply=thinks_then_answers, continuing=False) as server,
+        engine_at(server.base_url, "scripted") as engine,
+    ):
+        capped = engine.submit(ask("What is asthma?", CAPPED))
+        text = await capped.collect()
+        after = engine.submit(ask("What is gout?", CAPPED))
+        await after.collect()
+
+    assert text == "## Thinking\n\none two three" and capped.finish_reason == "length"
+    assert split_reasoning(text, truncated=True) == Reasoning("one two three", "", False)
+    assert not capped.stats.thinking_capped
+    assert after.text == f"## Thinking\n\n{THOUGHTS}"  # not capped
+    assert len(server.bodies) == 3  # the capped stream, the refused continuation, the next one
+    assert sum("continue_final_message" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_thinking_header_is_written_for_huatuogpt_o1_unless_set_otherwise() -> None:
+    def prefills(**env: str) -> bool:
+        settings = Settings(_env_file=None, openai_base_url="http://gpu:8000", **env)
+        return engines.remote_engine(settings).prefill_thinking
+
+    assert prefills(openai_model=HUATUO_7B)
+    assert not prefills(openai_model="meta-llama/Llama-3.1-8B-Instruct")
+    assert not prefills(openai_model=HUATUO_7B, HUATUO_PREFILL_THINKING="false")
+    assert prefills(openai_model="my-finetune", HUATUO_PREFILL_THINKING="true")
 
 
 # ---- Slack, end to end ------------------------------------------------------------------------
