@@ -62,6 +62,16 @@ async def local_engine(builtin_model) -> AsyncIterator[LocalEngine]:
 
 
 @pytest.fixture
+async def thinking_engine(builtin_model) -> AsyncIterator[LocalEngine]:
+    """Like `local_engine`, every answer started with the Thinking header (as for HuatuoGPT-o1)."""
+    spec, model, tokenizer = builtin_model
+    engine = LocalEngine(spec, model=model, tokenizer=tokenizer, prefill_thinking=True)
+    await engine.start()
+    yield engine
+    await engine.close(grace=0)
+
+
+@pytest.fixture
 async def scripted_engine() -> AsyncIterator[ScriptedEngine]:
     """A started scripted engine answering in HuatuoGPT-o1's format, echoing the question."""
     engine = ScriptedEngine()

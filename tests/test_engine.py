@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -16,8 +17,9 @@ from inference.engine import (
     QueueFull,
     SamplingParams,
 )
-from inference.reasoning import split_reasoning
+from inference.reasoning import Reasoning, split_reasoning
 from inference.scripted import Script, ScriptedEngine
+from inference.thinking import FORCED_FINAL, PREFILL
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0, top_p=1.0)  # the topic comes first
 TOPICS = ["asthma", "diabetes", "hepatitis", "migraine", "anemia", "pneumonia", "glaucoma", "gout"]
@@ -162,3 +164,25 @@ async def test_shutdown_finishes_or_fails_every_pending_request():
         await stuck.collect()
     with pytest.raises(EngineClosed):
         engine.submit(ask("too late"))
+
+
+@pytest.mark.model
+async def test_a_capped_thinking_gets_a_final_response_and_the_batch_goes_on_unchanged(
+    thinking_engine, builtin_model
+) -> None:
+    tokenizer = builtin_model[2]
+    others = [ask(f"What is {topic}?", replace(GREEDY, max_new_tokens=32)) for topic in TOPICS[:2]]
+    alone = await asyncio.gather(*(thinking_engine.submit(r).collect() for r in others))
+    budget = replace(GREEDY, max_new_tokens=64, thinking_budget=8)
+    capped = thinking_engine.submit(ask("What color is blood? One word.", budget))
+    batch = [thinking_engine.submit(r) for r in others]
+    text, *texts = await asyncio.gather(capped.collect(), *(g.collect() for g in batch))
+
+    written, forced, answer = text.removeprefix(PREFILL).partition(FORCED_FINAL)
+    assert text.startswith(PREFILL) and forced and len(tokenizer.encode(written)) <= 8
+    result = split_reasoning(text, truncated=capped.finish_reason == "length")
+    assert result == Reasoning(written.strip(), answer.strip(), complete=True) and result.answer
+    assert capped.stats.thinking_capped and capped.stats.completion_tokens > 8
+    assert texts == alone, "the capped row's forced header changes nothing for the others"
+    assert not any(g.stats.thinking_capped for g in batch)
+    assert all(t.startswith(PREFILL) and FORCED_FINAL not in t for t in texts)
