@@ -130,6 +130,16 @@ class ReasoningStream:
             return "answer"
         return "thinking" if thinking is not None else "start"
 
+    def snapshot(self) -> Reasoning:
+        """The result so far, for showing while generation goes on: an unfinished last line that
+        may still become a header is held back, so no raw header shows, whatever the chunks."""
+        text = self.text
+        line_start = text.rfind("\n") + 1
+        if text[line_start:].lstrip(" \t").startswith("#"):
+            text = text[:line_start]
+        thinking, finals = self._scan(text, self._scanned, len(text))
+        return _assemble(text, thinking, finals, truncated=False)
+
     def result(self, truncated: bool = False) -> Reasoning:
         text = self.text
         thinking, finals = self._scan(text, self._scanned, len(text))

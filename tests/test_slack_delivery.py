@@ -63,7 +63,9 @@ def shown(bot: Bot, ts: str) -> list[str]:
 
 
 def assert_answered_once(bot: Bot, ts: str, question: str) -> None:
-    answer, thinking = shown(bot, ts)
+    """One answer and one thinking message (the thinking may come first: it is shown live, and
+    an answer whose placeholder could not be edited is posted anew below it)."""
+    thinking, answer = sorted(shown(bot, ts), key=lambda text: not text.startswith(THINKING_MARK))
     assert answer == f"Answer to: {question}\n\n{DISCLAIMER}"
     assert thinking.startswith(THINKING_MARK)
 

@@ -44,6 +44,8 @@ class Progress:
     position: int | None = None  # place in the waiting line, 1 = next
     tokens: int = 0
     elapsed: float = 0.0
+    thinking: str = ""  # the thinking so far (no headers), for surfaces that show it live
+    answer: str = ""  # the final response so far
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,4 @@ class Answer:
     queued_seconds: float | None = None  # waiting in line, before generation started
     first_token_seconds: float | None = None  # from submission to the first token
     thinking_capped: bool = False  # the thinking reached its budget and was ended for the model
+    stopped: bool = False  # the asker (or an admin) stopped it: what was written so far

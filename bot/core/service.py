@@ -14,6 +14,7 @@ from bot.core.admission import Admission, Refusal
 from bot.core.events import Answer, Progress, Question
 from bot.core.redaction import redact
 from bot.core.safety import emergency_notice
+from bot.core.stopping import Running, Stops
 from inference.engine import (
     EngineError,
     Generation,
@@ -27,7 +28,8 @@ from inference.reasoning import ReasoningStream
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["answered", "refused", "failed", "timeout"]
+Outcome = Literal["answered", "stopped", "refused", "failed", "timeout"]
+START_HOLD = 200  # characters without any header before they are shown as the answer
 
 
 class Engine(Protocol):
@@ -59,7 +61,7 @@ class AnswerService:
         system_prompt: str | None = None,
         max_question_chars: int = 8000,
         answer_timeout: float = 600.0,
-        progress_interval: float = 1.0,
+        progress_interval: float = 0.25,
         redact_phi: bool = False,
         metrics: Metrics | None = None,
         admission: Admission | None = None,
@@ -74,6 +76,7 @@ class AnswerService:
         self.metrics = metrics
         self.admission = admission or Admission()  # by default: anyone, one question at a time
         self.admitting = True  # False once shutdown begins: new askers are told to come back
+        self.stops = Stops(self.admission)  # the answers being written, for their Stop button
 
     def _as_asked(self, question: Question) -> Refusal | None:
         """Why this question cannot be taken as asked, or now (shutting down), or None."""
@@ -150,7 +153,8 @@ class AnswerService:
             message = texts.engine_failed(exc, question.request_id)
             return await self._refuse(question, reply, Refusal(type(exc).__name__, message))
         try:
-            outcome = await self._follow(question, generation, reply)
+            with self.stops.running(question, generation) as running:
+                outcome = await self._follow(question, generation, reply, running)
         except Exception as exc:  # the platform failed us (e.g. posting the answer): counted
             if self.metrics is not None:
                 self.metrics.error(type(exc).__name__)
@@ -181,7 +185,9 @@ class AnswerService:
             history = tuple(Message(m.role, redact(m.content)) for m in history)
         return build_messages(text, history, self.system_prompt)
 
-    async def _follow(self, question: Question, generation: Generation, reply: Reply) -> Outcome:
+    async def _follow(
+        self, question: Question, generation: Generation, reply: Reply, running: Running
+    ) -> Outcome:
         started = time.monotonic()
         stream = ReasoningStream()
         last_progress: Progress | None = None
@@ -192,14 +198,18 @@ class AnswerService:
         try:
             async for chunk in generation.chunks_or_ticks(self.progress_interval):
                 now = time.monotonic()
+                if running.stopped_by is not None:  # also when still waiting in line
+                    break
                 if now - started > self.answer_timeout:
                     log.info("request %s timed out", question.request_id)
                     await reply.fail(texts.TIMEOUT)
                     return "timeout"
                 if chunk:
                     stream.feed(chunk)
+                if now - last_sent < self.progress_interval:
+                    continue
                 progress = self._progress(generation, stream, now - started)
-                if now - last_sent >= self.progress_interval and progress != last_progress:
+                if progress != last_progress:
                     await self._safe_progress(reply, progress, question.request_id)
                     last_progress, last_sent = progress, now
         except EngineError as exc:
@@ -207,14 +217,15 @@ class AnswerService:
             self._error(exc)
             await reply.fail(texts.engine_failed(exc, question.request_id))
             return "failed"
-        truncated = generation.finish_reason == "length"
+        stopped = running.stopped_by is not None
+        truncated = generation.finish_reason == "length" and not stopped
         result = stream.result(truncated=truncated)
         stats = generation.stats
         started_at = stats.started_at
         answer = Answer(
             answer=result.answer,
             thinking=result.thinking,
-            complete=result.complete,
+            complete=result.complete and not stopped,
             truncated=truncated,
             model=self.engine.model_name,
             request_id=question.request_id,
@@ -224,24 +235,30 @@ class AnswerService:
             queued_seconds=None if started_at is None else started_at - stats.submitted_at,
             first_token_seconds=stats.time_to_first_token,
             thinking_capped=stats.thinking_capped,
+            stopped=stopped,
         )
         log.info(
-            "request %s answered: %d tokens in %.1f s, complete=%s",
+            "request %s %s: %d tokens in %.1f s, complete=%s",
             question.request_id,
+            "stopped" if stopped else "answered",
             answer.tokens,
             answer.seconds,
             answer.complete,
         )
         await reply.deliver(answer)
-        return "answered"
+        return "stopped" if stopped else "answered"
 
     @staticmethod
     def _progress(generation: Generation, stream: ReasoningStream, elapsed: float) -> Progress:
         if generation.queue_position is not None:
             return Progress("waiting", position=generation.queue_position)
-        state = "answering" if stream.phase == "answer" else "thinking"
+        phase, so_far = stream.phase, stream.snapshot()
+        answer = so_far.answer if phase != "start" or len(so_far.answer) >= START_HOLD else ""
+        state = "answering" if phase == "answer" or answer else "thinking"
         tokens = generation.stats.completion_tokens
-        return Progress(state, tokens=tokens, elapsed=round(elapsed))
+        return Progress(
+            state, tokens=tokens, elapsed=round(elapsed), thinking=so_far.thinking, answer=answer
+        )
 
     @staticmethod
     async def _safe_notice(reply: Reply, notice: str, request_id: str) -> None:

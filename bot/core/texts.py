@@ -20,7 +20,9 @@ def progress_text(progress: Progress) -> str:
 
 def answer_text(answer: Answer, disclaimer: str = "") -> str:
     """The message that replaces the placeholder: the final response plus any notice and footer."""
-    if answer.answer:
+    if answer.stopped:
+        body = f"{answer.answer}\n\n{STOPPED_HERE}" if answer.answer else STOPPED_THINKING
+    elif answer.answer:
         body = answer.answer
         if answer.truncated:
             body += (
@@ -37,8 +39,30 @@ def answer_text(answer: Answer, disclaimer: str = "") -> str:
     return f"{body}\n\n{disclaimer}" if disclaimer else body
 
 
+def draft_text(answer: str) -> str:
+    """The final response while it is being written."""
+    return f"{answer}\n\n{WRITING}"
+
+
+
+
 def thinking_title(answer: Answer) -> str:
-    return "Thinking (incomplete)" if answer.truncated and not answer.answer else "Thinking"
+    cut = answer.truncated or answer.stopped
+    return THINKING_INCOMPLETE if cut and not answer.answer else "Thinking"
+
+
+WRITING = "_… still writing_"
+THINKING_LIVE = "Thinking (being written…)"
+THINKING_INCOMPLETE = "Thinking (incomplete)"
+STOPPED_HERE = "_Stopped on request: the answer above is unfinished._"
+STOPPED_THINKING = (
+    "_Stopped on request while the model was still thinking; its reasoning so far is in the "
+    "thread._"
+)
+ANSWER_BELOW = "_The answer is in the next message; the reasoning is in this message's thread._"
+STOP = "Stop"
+STOP_NOT_ALLOWED = "Only the person who asked (or an admin) can stop this answer."
+STOP_FINISHED = "This answer is already finished."
 
 
 EMPTY_QUESTION = "Please include a question, for example: “What are the causes of chest pain?”"

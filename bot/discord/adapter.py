@@ -33,8 +33,10 @@ from bot.discord.surface import (
     NO_PINGS,
     ChannelSurface,
     InteractionSurface,
+    StopButton,
     discord_reply,
     thread_name,
+    whisper,
 )
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
@@ -85,6 +87,8 @@ class DiscordAdapter:
         options = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
         self.client = discord.Client(**{**options, **(client_kwargs or {})})
         self.client.event(self.on_message)
+        self.client.add_dynamic_items(StopButton)
+        self.client.event(self.on_stop_click)
         self.feedback = DiscordFeedback(feedback, self.client)
         self.feedback.listen()
         self.tree = app_commands.CommandTree(self.client)
@@ -221,6 +225,18 @@ class DiscordAdapter:
             question = events.question(message, me.id, origin)
             await _last_word(self._in_channel(message, question), texts.RESTARTING)
 
+    async def on_stop_click(self, interaction: discord.Interaction, request_id: str) -> None:
+        """The Stop button under an answer being written: for its asker and the admins."""
+        result = self.service.stops.stop(request_id, str(interaction.user.id))
+        try:
+            if result == "stopped":
+                await interaction.response.defer()  # the message itself shows it stopped
+            else:
+                text = texts.STOP_NOT_ALLOWED if result == "not allowed" else texts.STOP_FINISHED
+                await whisper(interaction, text)
+        except discord.HTTPException as exc:
+            log.warning("discord: stop click not answered (HTTP %s)", exc.status)
+
     async def _answer_message(self, message: discord.Message, origin: Origin, bot_id: int) -> None:
         question = events.question(message, bot_id, origin)
         reply = self._in_channel(message, question)
@@ -303,7 +319,12 @@ class DiscordAdapter:
                     "request %s: question not shown (HTTP %s)", question.request_id, exc.status
                 )
         if shown is None:
-            surface = InteractionSurface(interaction, ephemeral=private, disclaimer=self.disclaimer)
+            surface = InteractionSurface(
+                interaction,
+                ephemeral=private,
+                disclaimer=self.disclaimer,
+                request_id=question.request_id,
+            )
             reply = self._reply(discord_reply(self.outbox, surface, question.request_id), question)
         else:
             reply = self._in_channel(shown, question)
@@ -317,7 +338,8 @@ class DiscordAdapter:
 
     def _in_channel(self, message: discord.Message, question: Question) -> OutboxReply[Any]:
         """A reply to `message` in its channel."""
-        surface = ChannelSurface(message, thread_name(question.text), self.disclaimer)
+        name = thread_name(question.text)
+        surface = ChannelSurface(message, name, self.disclaimer, question.request_id)
         return self._reply(discord_reply(self.outbox, surface, question.request_id), question)
 
     def _reply(self, reply: OutboxReply[Any], question: Question) -> OutboxReply[Any]:

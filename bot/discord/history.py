@@ -30,7 +30,7 @@ ANSWER_SCAN = 100  # messages after a question searched for its answer's parts
 CASE_SCAN = 10  # messages before a quiz searched for the case it shows in messages above
 TITLE = re.compile(r"\*\*[^*\n]+\*\*")  # a quiz's bold title, which starts its case too
 QUIZ_HEADINGS = tuple(f"**{title}**" for title in quiz_texts.TITLES)
-THINKING_HEADING = "**Thinking"  # the first of the bot's thinking messages (see `thinking_posts`)
+THINKING_HEADING = "**Thinking"  # the first of the bot's thinking messages (see `thinking_parts`)
 
 
 async def history(message: discord.Message, bot_id: int, disclaimer: str) -> tuple[Message, ...]:

@@ -39,6 +39,7 @@ from bot.discord.surface import (
     post_write,
     thread_name,
     thread_write,
+    whisper,
 )
 from bot.quiz import texts
 from bot.quiz.bank import QuizItem
@@ -137,25 +138,25 @@ class DiscordQuiz:
         the interaction's response, so it is answered at once."""
         channel = interaction.channel
         if channel is None or not hasattr(channel, "get_partial_message"):
-            await _whisper(interaction, CANNOT_POST)
+            await whisper(interaction, CANNOT_POST)
             return
         user, roles = str(interaction.user.id), events.role_ids(interaction.user)
         where = events.conversation(channel)
         refusal = self.admission.may_start(user, where, roles)
         if refusal is not None:
-            await _whisper(interaction, refusal.message)
+            await whisper(interaction, refusal.message)
             return
         try:
             quiz = self._open(user, channel, self.quizzes.seconds, texts.QUIZ_TITLE)
         except QuizNotOpened as exc:
-            await _whisper(interaction, str(exc))
+            await whisper(interaction, str(exc))
             return
         try:
             await self._post(quiz, channel, self.quizzes.seconds, interaction)
         except discord.HTTPException as exc:
             log.warning("discord: quiz %s not posted (HTTP %s)", quiz.id, exc.status)
             if not interaction.response.is_done():
-                await _whisper(interaction, CANNOT_POST)
+                await whisper(interaction, CANNOT_POST)
         else:
             self.admission.started(user, where)
 
@@ -262,9 +263,9 @@ class DiscordQuiz:
     ) -> None:
         changed = quiz is not None and user in quiz.answers
         if quiz is None or letter not in quiz.item.options or not quiz.answer(user, letter):
-            await _whisper(interaction, texts.QUIZ_CLOSED)
+            await whisper(interaction, texts.QUIZ_CLOSED)
             return
-        await _whisper(interaction, texts.confirmation(quiz.item, letter, changed))
+        await whisper(interaction, texts.confirmation(quiz.item, letter, changed))
         self._show_count(quiz)
 
     async def _on_reveal(
@@ -276,7 +277,7 @@ class DiscordQuiz:
             assert quiz is not None
             revealer = f"<@{quiz.starter}>" if quiz.starter else None
             left = quiz.deadline - self.quizzes.clock()
-            await _whisper(interaction, texts.reveal_refused(revealer, left))
+            await whisper(interaction, texts.reveal_refused(revealer, left))
             return
         if result is None:  # revealed already: a second reveal does nothing
             await interaction.response.defer()
@@ -377,8 +378,3 @@ def _layout(quiz: Quiz, seconds: float) -> tuple[list[str], QuizItem, str]:
 def _with_count(text: str, answered: int) -> str:
     """The quiz message: its text and how many have answered so far."""
     return f"{text}\n\n{texts.answered_text(answered)}"
-
-
-async def _whisper(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral answer: only the person who clicked or typed the command sees it."""
-    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import re
 import secrets
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from bot.core import texts
 from bot.core.events import Answer
 from bot.core.links import honest_links
 from bot.core.outbox import Outbox, Undeliverable, Write
-from bot.core.reply import OutboxReply, Role, Send
+from bot.core.reply import LIVE, OutboxReply, Role, Send
 from bot.core.splitting import split_text
 from bot.discord.limits import GLOBAL, channel_bucket, webhook_bucket
 
@@ -36,6 +37,7 @@ NOTICE_MARK = "🚨"  # starts an emergency notice, so history can leave it out
 PROGRESS_INTERVAL = 1.0  # seconds between progress edits of one message, at least
 THINKING_MESSAGES = 4  # longer thinking is attached as a file instead
 THREAD_NAME_LIMIT = 100
+STOP_ID = r"huatuo-stop:(?P<request>[\w-]+)"
 
 Shown = discord.Message | discord.InteractionMessage | discord.WebhookMessage
 
@@ -55,6 +57,41 @@ class Post:
         return [discord.File(io.BytesIO(data), filename=name)]
 
 
+class StopButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=STOP_ID):
+    """The Stop button under an answer being written; a click becomes a `stop_click` event."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=texts.STOP,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"huatuo-stop:{request_id}",
+            )
+        )
+        self.request_id = request_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[discord.ui.View],
+        match: re.Match[str],
+    ) -> StopButton:
+        return cls(match["request"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        interaction.client.dispatch("stop_click", interaction, self.request_id)
+
+
+def controls(role: Role, request_id: str) -> discord.ui.View | None:
+    """The Stop button while the answer is being written (a LIVE role), else none."""
+    if role not in LIVE or not request_id:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(StopButton(request_id))
+    return view
+
+
 def _text(text: str, role: Role) -> str:
     return f"{NOTICE_MARK} {text}" if role == "notice" else text
 
@@ -67,50 +104,67 @@ def _delete(message: Any, buckets: tuple[Hashable, ...]) -> Write[object]:
 
 
 class ChannelSurface:
-    """Ordinary messages replying to `question`; the thinking in a thread on the answer."""
+    """Ordinary messages replying to `question`; the thinking in a thread on the answer (in a
+    text channel), else after it in the same channel."""
 
     progress_interval = PROGRESS_INTERVAL
     detours = True
+    thinking_messages = THINKING_MESSAGES
 
     def __init__(
-        self, question: discord.Message | discord.PartialMessage, name: str, disclaimer: str
+        self,
+        question: discord.Message | discord.PartialMessage,
+        name: str,
+        disclaimer: str,
+        request_id: str = "",
     ) -> None:
         self.question = question
         self.channel = question.channel
         self.name = name  # of the thinking's thread
         self.disclaimer = disclaimer
+        self.request_id = request_id
+        self.place: Any = question.channel  # where the thinking goes
 
     def show(self, text: str, role: Role, target: discord.Message | None = None) -> Write[Any]:
-        content = _text(text, role)
+        content, view = _text(text, role), controls(role, self.request_id)
         if target is not None:
-            return edit_write(target, content, f"edit to {role}")
+            return edit_write(target, content, f"edit to {role}", view=view)
         reference = self.question.to_reference(fail_if_not_exists=False)
-        return post_write(self.channel, Post(content), f"post {role}", reference=reference)
+        return post_write(
+            self.channel, Post(content), f"post {role}", reference=reference, **_with(view)
+        )
 
     def remove(self, target: discord.Message) -> Write[object]:
-        return _delete(target, (channel_bucket("delete", self.channel.id), GLOBAL))
+        return _delete(target, (channel_bucket("delete", target.channel.id), GLOBAL))
 
     def answer_parts(self, answer: Answer) -> list[str]:
         return answer_parts(answer, self.disclaimer)
 
-    async def post_thinking(self, send: Send, answer: Answer, anchor: discord.Message) -> str:
-        """In a new thread on the answer where possible, else after it in the channel."""
-        where = await self._thread(send, anchor) or self.channel
-        posts = thinking_posts(answer)
-        for post in posts:
-            await send(post_write(where, post, "post thinking"))
-        inside = "in a thread" if where is not self.channel else "in the channel"
-        return f"in {len(posts)} message(s) {inside}"
+    def draft_parts(self, answer: str) -> list[str]:
+        return draft_parts(answer)
 
-    async def _thread(self, send: Send, anchor: discord.Message) -> discord.Thread | None:
-        """A thread on the answer; None in DMs and threads, or when Discord refuses one."""
+    def thinking_parts(self, thinking: str, title: str) -> list[str]:
+        return thinking_parts(thinking, title)
+
+    async def open_thinking(self, send: Send, anchor: discord.Message) -> bool:
+        """A thread on `anchor` where possible (not in DMs and threads, or when refused)."""
         if not isinstance(anchor.channel, discord.TextChannel):
-            return None
+            return False
         try:
-            return await send(thread_write(anchor, self.name))
+            self.place = await send(thread_write(anchor, self.name))
         except Undeliverable as exc:  # the thinking then goes in the channel
             log.warning("no thread for the thinking (%s); posting in the channel", exc)
-            return None
+            return False
+        return True
+
+    def think(self, text: str, target: discord.Message | None = None) -> Write[Any]:
+        if target is not None:
+            return edit_write(target, text, "edit thinking")
+        return post_write(self.place, Post(text), "post thinking")
+
+    async def attach_thinking(self, send: Send, thinking: str, title: str) -> bool:
+        await send(post_write(self.place, attachment(thinking, title), "attach thinking"))
+        return True
 
 
 class Original:
@@ -127,28 +181,35 @@ class InteractionSurface:
 
     progress_interval = PROGRESS_INTERVAL
     detours = False
+    thinking_messages = THINKING_MESSAGES
 
     def __init__(
-        self, interaction: discord.Interaction, *, ephemeral: bool, disclaimer: str
+        self,
+        interaction: discord.Interaction,
+        *,
+        ephemeral: bool,
+        disclaimer: str,
+        request_id: str = "",
     ) -> None:
         self.interaction = interaction
         self.ephemeral = ephemeral
         self.disclaimer = disclaimer
+        self.request_id = request_id
         self._buckets = (webhook_bucket(interaction.id), GLOBAL)
 
     def show(self, text: str, role: Role, target: Any = None) -> Write[Any]:
-        content = _text(text, role)
+        content, view = _text(text, role), controls(role, self.request_id)
         if target is ORIGINAL:
 
             async def attempt() -> discord.InteractionMessage:
                 return await self.interaction.edit_original_response(
-                    content=content, allowed_mentions=NO_PINGS
+                    content=content, allowed_mentions=NO_PINGS, view=view
                 )
 
             return Write(f"edit to {role}", attempt, self._buckets)
         if target is not None:
-            return edit_write(target, content, f"edit to {role}", self._buckets)
-        return self._followup(Post(content), f"followup {role}")
+            return edit_write(target, content, f"edit to {role}", self._buckets, view=view)
+        return self._followup(Post(content), f"followup {role}", view)
 
     def remove(self, target: Any) -> Write[object]:
         if target is ORIGINAL:
@@ -162,13 +223,25 @@ class InteractionSurface:
     def answer_parts(self, answer: Answer) -> list[str]:
         return answer_parts(answer, self.disclaimer)
 
-    async def post_thinking(self, send: Send, answer: Answer, anchor: Any) -> str:
-        posts = thinking_posts(answer)
-        for post in posts:
-            await send(self._followup(post, "followup thinking"))
-        return f"in {len(posts)} followup(s)"
+    def draft_parts(self, answer: str) -> list[str]:
+        return draft_parts(answer)
 
-    def _followup(self, post: Post, label: str) -> Write[Any]:
+    def thinking_parts(self, thinking: str, title: str) -> list[str]:
+        return thinking_parts(thinking, title)
+
+    async def open_thinking(self, send: Send, anchor: Any) -> bool:
+        return False  # followups after the response
+
+    def think(self, text: str, target: Any = None) -> Write[Any]:
+        if target is not None:
+            return edit_write(target, text, "edit thinking", self._buckets)
+        return self._followup(Post(text), "followup thinking")
+
+    async def attach_thinking(self, send: Send, thinking: str, title: str) -> bool:
+        await send(self._followup(attachment(thinking, title), "followup thinking file"))
+        return True
+
+    def _followup(self, post: Post, label: str, view: discord.ui.View | None = None) -> Write[Any]:
         async def attempt() -> discord.WebhookMessage:
             return await self.interaction.followup.send(
                 post.content,
@@ -176,9 +249,15 @@ class InteractionSurface:
                 ephemeral=self.ephemeral,
                 allowed_mentions=NO_PINGS,
                 wait=True,
+                **_with(view),
             )
 
         return Write(label, attempt, self._buckets)
+
+
+def _with(view: discord.ui.View | None) -> dict[str, Any]:
+    """A new message's components: a view if there is one (a post cannot take view=None)."""
+    return {} if view is None else {"view": view}
 
 
 def post_write(where: Any, post: Post, label: str, **fields: Any) -> Write[discord.Message]:
@@ -256,13 +335,23 @@ def answer_parts(answer: Answer, disclaimer: str) -> list[str]:
     return split_text(texts.answer_text(shown, disclaimer), MESSAGE_LIMIT)
 
 
-def thinking_posts(answer: Answer) -> list[Post]:
-    """The thinking under a bold title, split into messages, or as a .txt file when very long."""
-    title = texts.thinking_title(answer)
-    thinking = honest_links(answer.thinking)
-    parts = split_text(f"**{title}**\n\n{thinking}", MESSAGE_LIMIT)
-    if len(parts) <= THINKING_MESSAGES:
-        return [Post(part) for part in parts]
-    data = f"{title}\n\n{answer.thinking}\n".encode()
-    content = f"**{title}** ({len(answer.thinking):,} characters, attached)"
-    return [Post(content, ("thinking.txt", data))]
+def draft_parts(answer: str) -> list[str]:
+    """The final response so far: its links kept honest (model output), split to fit."""
+    return split_text(texts.draft_text(honest_links(answer)), MESSAGE_LIMIT)
+
+
+def thinking_parts(thinking: str, title: str) -> list[str]:
+    """The thinking under a bold title, split into messages."""
+    return split_text(f"**{title}**\n\n{honest_links(thinking)}", MESSAGE_LIMIT)
+
+
+def attachment(thinking: str, title: str) -> Post:
+    """The whole thinking as a .txt file, for when it needs too many messages."""
+    data = f"{title}\n\n{thinking}\n".encode()
+    content = f"**{title}** ({len(thinking):,} characters, attached whole)"
+    return Post(content, ("thinking.txt", data))
+
+
+async def whisper(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral answer: only the person who clicked or typed the command sees it."""
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)

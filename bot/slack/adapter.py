@@ -49,7 +49,7 @@ from bot.slack.events import (
 from bot.slack.feedback import SlackFeedback
 from bot.slack.mrkdwn import to_mrkdwn
 from bot.slack.quiz import SlackQuiz
-from bot.slack.reply import ReplyStyle, SlackDelivery, asked_text
+from bot.slack.reply import STOP_ACTION, ReplyStyle, SlackDelivery, asked_text
 from bot.slack.usergroups import UserGroups
 from inference.engine import Message
 
@@ -142,10 +142,11 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command(command)(self._on_command)
+        self.app.action(STOP_ACTION)(self._on_stop)
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
         if quizzes is None:
             quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
-        self.quiz = SlackQuiz(self.app, self.client, quizzes, self.delivery, self._spawn)
+        self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self._spawn)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
         self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
@@ -257,6 +258,15 @@ class SlackAdapter:
             return
         self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
 
+    async def _on_stop(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """The Stop button under an answer being written: for its asker and the admins."""
+        await ack()
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id", "")
+        result = self.service.stops.stop(action.get("value", ""), user)
+        if result != "stopped":
+            text = texts.STOP_NOT_ALLOWED if result == "not allowed" else texts.STOP_FINISHED
+            self._spawn(self.delivery.whisper(channel, user, to_mrkdwn(text)), None)
+
     async def _start_quiz(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
         """`/huatuo quiz`, for those the allow-lists and the rate limit let start one here."""
         user, channel = command["user_id"], command["channel_id"]
@@ -318,7 +328,9 @@ class SlackAdapter:
             groups = await self.usergroups.of(trigger.user)
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
         logs.request_id.set(asked.request_id)  # on this task's log records from here on
-        reply = self.delivery.reply(trigger.channel, trigger.thread_ts, asked.request_id)
+        reply = self.delivery.reply(
+            trigger.channel, trigger.thread_ts, asked.request_id, stoppable=True
+        )
         if trigger.origin != "follow-up":
             reply.start()  # a courtesy: the question goes on whether or not it lands
         question: Question | None = asked

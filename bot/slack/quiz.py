@@ -18,8 +18,6 @@ from typing import Any
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.core.events import ConversationRef
 from bot.core.outbox import Undeliverable
@@ -68,12 +66,10 @@ class SlackQuiz:
     def __init__(
         self,
         app: AsyncApp,
-        client: AsyncWebClient,
         quizzes: Quizzes,
         delivery: SlackDelivery,
         spawn: Spawn,
     ) -> None:
-        self.client = client  # private messages; everything seen by all goes via `delivery`
         self.delivery = delivery
         self.quizzes = quizzes
         self._spawn = spawn
@@ -190,12 +186,7 @@ class SlackQuiz:
 
     async def _tell(self, channel: str, user: str, markdown: str, *mentions: str) -> None:
         """A private message to one person in the channel."""
-        try:
-            await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=mrkdwn(markdown, *mentions)
-            )
-        except SlackApiError as exc:
-            log.warning("slack: ephemeral quiz message failed: %s", exc.response.get("error"))
+        await self.delivery.whisper(channel, user, mrkdwn(markdown, *mentions))
 
     def _show_count(self, quiz: Quiz) -> None:
         """Edit "N answers so far" into the quiz message: best effort, at most once per

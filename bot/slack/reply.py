@@ -9,6 +9,7 @@ the thread says whether it landed, so nothing is posted twice.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core import texts
 from bot.core.events import Answer
 from bot.core.outbox import Outbox, Undeliverable, Write
-from bot.core.reply import OutboxReply, Role, Send
+from bot.core.reply import LIVE, OutboxReply, Role, Send
 from bot.core.splitting import split_text, utf8_size
 from bot.slack.limits import method_bucket, post_bucket
 from bot.slack.mrkdwn import close_open_fence, escape, to_mrkdwn
+
+log = logging.getLogger(__name__)
 
 PROGRESS_MARK = ":hourglass_flowing_sand:"  # placeholder and progress
 THINKING_MARK = ":thought_balloon:"  # the model's thinking
@@ -32,6 +35,9 @@ POSED_MARK = ":mortar_board:"  # a quiz and its reveal: what the model's explana
 NOTICE_MARK = ":rotating_light:"  # an emergency notice, above the answer
 OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK, NOTICE_MARK)
 PLACEHOLDER = f"{PROGRESS_MARK} {texts.PLACEHOLDER}"
+STOP_ACTION = "huatuo_stop"  # the Stop button under an answer being written; value: request id
+SECTION_LIMIT = 3000  # characters of a section block's text
+WHISPER_PATIENCE = 30.0  # seconds a private message is retried: past that it is moot
 METADATA_TYPE = "huatuo_message"  # our messages' metadata: {"id": <the write's own id>}
 MARKS: dict[Role, str] = {
     "placeholder": PROGRESS_MARK,
@@ -130,22 +136,37 @@ class SlackPoster:
 
 
 class SlackSurface:
-    """The `bot.core.reply.Surface` of one question in a Slack thread."""
+    """The `bot.core.reply.Surface` of one question in a Slack thread: the answer in the
+    placeholder, the thinking in its own messages below it."""
 
     def __init__(
-        self, client: AsyncWebClient, channel: str, thread_ts: str, style: ReplyStyle
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        thread_ts: str,
+        style: ReplyStyle,
+        request_id: str = "",
+        *,
+        stoppable: bool = False,
     ) -> None:
         self.poster = SlackPoster(client, channel, thread_ts)
         self.style = style
+        self.request_id = request_id
+        self.stoppable = stoppable  # a Stop button while the answer is written
         self.progress_interval = style.edit_interval
         self.detours = True
+        self.thinking_messages = style.thinking_messages
 
     def show(self, text: str, role: Role, target: str | None = None) -> Write[str]:
-        if role != "answer":
+        if role in MARKS:
             text = f"{MARKS[role]} {to_mrkdwn(text)}"
+        if role in LIVE and self.stoppable:  # in a section, so that Stop can sit below it
+            blocks = stop_blocks(text, self.request_id)
+        else:  # an edit takes the Stop button away
+            blocks = None if target is None else []
         if target is None:
-            return self.poster.post(text, f"post {role}")
-        return self.poster.edit(target, text, f"edit to {role}")
+            return self.poster.post(text, f"post {role}", blocks=blocks)
+        return self.poster.edit(target, text, f"edit to {role}", blocks=blocks)
 
     def remove(self, target: str) -> Write[object]:
         return self.poster.delete(target)
@@ -155,30 +176,39 @@ class SlackSurface:
         text = to_mrkdwn(texts.answer_text(shown, self.style.disclaimer))
         return split_text(text, self.style.limit, utf8_size)
 
-    async def post_thinking(self, send: Send, answer: Answer, anchor: str) -> str:
-        """Titled messages in the thread, or a file when long."""
-        title = f"{THINKING_MARK} *{texts.thinking_title(answer)}*"
-        room = self.style.limit - utf8_size(title) - 16  # title, part counter, newline
-        parts = split_text(to_mrkdwn(answer.thinking), room, utf8_size)
-        if len(parts) > self.style.thinking_messages and await self._upload(send, title, answer):
-            return "as a file"
-        for number, part in enumerate(parts, start=1):
-            counter = f" ({number}/{len(parts)})" if len(parts) > 1 else ""
-            await send(self.poster.post(f"{title}{counter}\n{part}", "post thinking"))
-        return f"in {len(parts)} message(s)"
+    def draft_parts(self, answer: str) -> list[str]:
+        text = to_mrkdwn(texts.draft_text(close_open_fence(answer)))
+        return split_text(text, min(self.style.limit, SECTION_LIMIT), utf8_size)
 
-    async def _upload(self, send: Send, title: str, answer: Answer) -> bool:
+    def thinking_parts(self, thinking: str, title: str) -> list[str]:
+        """Titled and numbered messages, marked as the model's reasoning."""
+        heading = f"{THINKING_MARK} *{title}*"
+        room = self.style.limit - utf8_size(heading) - 16  # title, part counter, newline
+        parts = split_text(to_mrkdwn(thinking), room, utf8_size)
+        if len(parts) == 1:
+            return [f"{heading}\n{parts[0]}"]
+        return [f"{heading} ({n}/{len(parts)})\n{part}" for n, part in enumerate(parts, start=1)]
+
+    async def open_thinking(self, send: Send, anchor: str) -> bool:
+        return False  # the thread is the thinking's place already
+
+    def think(self, text: str, target: str | None = None) -> Write[str]:
+        if target is None:
+            return self.poster.post(text, "post thinking")
+        return self.poster.edit(target, text, "edit thinking")
+
+    async def attach_thinking(self, send: Send, thinking: str, title: str) -> bool:
         """The thinking as a file in the thread; False when Slack will not take files."""
-        filename = f"thinking-{answer.request_id or uuid.uuid4().hex[:12]}.md"
-        comment = f"{title} (long, so attached as `{filename}`)"
+        filename = f"thinking-{self.request_id or uuid.uuid4().hex[:12]}.md"
+        comment = f"{THINKING_MARK} *{title}* (long, so attached whole as `{filename}`)"
 
         async def attempt() -> bool:
             await self.poster.client.files_upload_v2(
                 channel=self.poster.channel,
                 thread_ts=self.poster.thread_ts,
-                content=answer.thinking,
+                content=thinking,
                 filename=filename,
-                title=texts.thinking_title(answer),
+                title=title,
                 initial_comment=comment,
             )
             return True
@@ -199,6 +229,20 @@ class SlackSurface:
             return False
 
 
+def stop_blocks(text: str, request_id: str) -> list[dict[str, Any]]:
+    """`text` (mrkdwn) with a Stop button below it for the answer `request_id`."""
+    button = {
+        "type": "button",
+        "action_id": STOP_ACTION,
+        "text": {"type": "plain_text", "text": texts.STOP},
+        "value": request_id,
+    }
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "huatuo-stop", "elements": [button]},
+    ]
+
+
 @dataclass(frozen=True)
 class SlackDelivery:
     """Slack's outbox and the client whose calls it makes (no retries of its own: the outbox
@@ -212,7 +256,23 @@ class SlackDelivery:
         """Posts in a thread, or at the top of `channel`."""
         return SlackPoster(self.client, channel, thread_ts)
 
-    def reply(self, channel: str, thread_ts: str, request_id: str = "") -> OutboxReply[str]:
-        """A Reply in the thread `thread_ts` of `channel`."""
-        surface = SlackSurface(self.client, channel, thread_ts, self.style)
+    async def whisper(self, channel: str, user: str, text: str) -> None:
+        """A private (ephemeral) message to `user` in `channel`, in mrkdwn; best effort."""
+
+        async def attempt() -> object:
+            return await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+        write = Write("private message", attempt, (method_bucket("chat.postEphemeral"),))
+        try:
+            await self.outbox.send(write, patience=WHISPER_PATIENCE)
+        except Undeliverable as exc:
+            log.warning("slack: private message to %s not sent (%s)", user, exc)
+
+    def reply(
+        self, channel: str, thread_ts: str, request_id: str = "", *, stoppable: bool = False
+    ) -> OutboxReply[str]:
+        """A Reply in the thread `thread_ts` of `channel`; `stoppable`: with a Stop button."""
+        surface = SlackSurface(
+            self.client, channel, thread_ts, self.style, request_id, stoppable=stoppable
+        )
         return OutboxReply(self.outbox, surface, request_id)
