@@ -110,6 +110,10 @@ class Metrics:
             "huatuo_generation_seconds", "Start of generation to its end, answered questions.",
             buckets=SECONDS, registry=reg,
         )  # fmt: skip
+        self.thinking_capped = Counter(
+            "huatuo_thinking_capped", "Answered questions whose thinking reached "
+            "HUATUO_THINKING_BUDGET and was ended for the model.", ["platform"], registry=reg,
+        )  # fmt: skip
         self.tokens_per_second = Histogram(
             "huatuo_tokens_per_second", "Decoding speed after the first token, answered questions.",
             buckets=RATES, registry=reg,
@@ -128,6 +132,8 @@ class Metrics:
         self.questions.labels(question.conversation.platform, outcome).inc()
         if outcome != "answered" or stats is None:
             return
+        if stats.thinking_capped:
+            self.thinking_capped.labels(question.conversation.platform).inc()
         if (ttft := stats.time_to_first_token) is not None:
             self.time_to_first_token.observe(ttft)
         if stats.started_at is not None and stats.finished_at is not None:

@@ -24,6 +24,8 @@ def answer_text(answer: Answer, disclaimer: str = "") -> str:
         body = f"{answer.answer}\n\n{STOPPED_HERE}" if answer.answer else STOPPED_THINKING
     elif answer.answer:
         body = answer.answer
+        if answer.thinking_capped:
+            body += f"\n\n{CAPPED}"
         if answer.truncated:
             body += (
                 "\n\n_The answer was cut short by the length limit "
@@ -44,6 +46,7 @@ def draft_text(answer: str) -> str:
     return f"{answer}\n\n{WRITING}"
 
 
+CAPPED = "_Reasoning was capped to leave room for the answer._"
 
 
 def thinking_title(answer: Answer) -> str:
