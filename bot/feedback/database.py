@@ -57,6 +57,10 @@ MIGRATIONS = (
         WHERE id = (SELECT max(id) FROM reactions
                     WHERE request_id = r.request_id AND user_id = r.user_id);
     """,
+    """
+    -- 1: stopped with the Stop button; what was written so far was delivered
+    ALTER TABLE answers ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

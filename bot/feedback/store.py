@@ -102,6 +102,7 @@ class FeedbackStore:
             answer.truncated,
             question.text if self.store_text else None,
             answer.answer if self.store_text else None,
+            answer.stopped,  # added by the second migration, so last
         )
         messages = [
             (question.conversation.platform, channel, message_id, answer.request_id)
