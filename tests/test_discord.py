@@ -15,6 +15,7 @@ import pytest
 from bot.config import ConfigError, Settings
 from bot.core.admission import Admission
 from bot.core.service import AnswerService
+from bot.core.texts import CAPPED
 from bot.discord import DiscordAdapter, limits
 from bot.discord.adapter import STOPPED
 from bot.discord.events import quote, strip_mention, unquote
@@ -42,11 +43,15 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await server.stop()
 
 
+GREEDY = SamplingParams(max_new_tokens=48, temperature=0.0)
+
+
 def _adapter(
     fake: FakeDiscord,
     engine: Any,
     admission: Admission | None = None,
     metrics: Any = None,
+    sampling: SamplingParams = GREEDY,
     **kwargs: Any,
 ) -> DiscordAdapter:
     settings = Settings(
@@ -55,7 +60,6 @@ def _adapter(
         discord_api_base=f"{fake.base_url}/api/v10",
         discord_gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
     )
-    sampling = SamplingParams(max_new_tokens=48, temperature=0.0)
     service = AnswerService(
         engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
     )
@@ -424,6 +428,25 @@ async def test_builtin_model_answers_while_heartbeats_keep_time(
     for question, message in zip(questions, asked, strict=True):
         [answer] = replies(fake, message)
         assert generations[question].text.strip()[:20] in answer["content"]
+
+
+@pytest.mark.model
+async def test_builtin_model_given_the_thinking_header_and_a_budget_shows_both(
+    fake: FakeDiscord, thinking_engine: LocalEngine, slowness: float
+) -> None:
+    sampling = SamplingParams(max_new_tokens=40, temperature=0.0, thinking_budget=16)
+    async with serving(fake, thinking_engine, sampling=sampling):
+        asked = await fake.dispatch_message("What is a fever?", mentions_bot=True)
+        await until(
+            lambda: (parts := replies(fake, asked)) and parts[-1]["content"].endswith(DISCLAIMER),
+            timeout=120 * slowness,  # about 1 s on an idle 2-core machine
+        )
+        thinking = await until(lambda: thread_messages(fake), timeout=10 * slowness)
+
+    [answer] = replies(fake, asked)
+    assert CAPPED in answer["content"]
+    assert "fever" in "".join(m["content"] for m in thinking).lower()
+    assert "Final Response" not in answer["content"], "headers are parsed, never shown"
 
 
 async def test_ask_synced_to_one_guild_is_answered_there(

@@ -21,6 +21,7 @@ from bot.core.events import Progress
 from bot.core.outbox import Outbox
 from bot.core.service import AnswerService
 from bot.core.splitting import utf8_size
+from bot.core.texts import CAPPED
 from bot.slack import limits
 from bot.slack.adapter import EVENTS_PATH, STOPPED, SlackAdapter, web_client
 from bot.slack.events import Identity, thread_history
@@ -140,6 +141,9 @@ def settings(slack: FakeSlack, mode: Mode) -> Settings:
     )
 
 
+GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
+
+
 @asynccontextmanager
 async def running(
     engine: Any,
@@ -148,12 +152,12 @@ async def running(
     *,
     slack_limits: SlackLimits | None = None,
     metrics: Any = None,
+    sampling: SamplingParams = GREEDY,
     **options: Any,
 ) -> AsyncIterator[Bot]:
     """The adapter on a fresh fake Slack (enforcing `slack_limits`, if any), served by
     bot/web.py's server; stopped cleanly."""
     async with FakeSlack(limits=slack_limits) as slack, aiohttp.ClientSession() as http:
-        sampling = SamplingParams(max_new_tokens=24, temperature=0.0)
         service = AnswerService(
             engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
         )
@@ -608,3 +612,20 @@ async def test_builtin_model_end_to_end(local_engine, slowness: float, mode: Mod
     assert answer.edited_ts and answer.text.endswith(DISCLAIMER)
     assert not answer.text.startswith((PROGRESS_MARK, FAIL_MARK))
     assert len(answer.text) > len(DISCLAIMER) + 10
+
+
+@pytest.mark.model
+async def test_builtin_model_given_the_thinking_header_and_a_budget_shows_both(
+    thinking_engine, slowness: float
+) -> None:
+    sampling = SamplingParams(max_new_tokens=40, temperature=0.0, thinking_budget=16)
+    async with running(thinking_engine, sampling=sampling) as bot:
+        question = await bot.mention("What is a fever?")
+        await bot.idle(timeout=120 * slowness)  # about 1 s on an idle 2-core machine
+
+    answer, thinking = bot.bot_messages("C1", question)
+    assert answer.thread_ts == thinking.thread_ts == question
+    assert answer.text.endswith(DISCLAIMER) and CAPPED in answer.text
+    assert thinking.text.startswith(THINKING_MARK) and "fever" in thinking.text.lower()
+    shown = answer.text + thinking.text
+    assert "## Thinking" not in shown and "Final Response" not in shown, "headers are parsed"
