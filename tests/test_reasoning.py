@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.reasoning import ReasoningStream, split_reasoning
+from bot.config import Settings
+from inference.reasoning import Reasoning, ReasoningStream, split_reasoning
+from inference.thinking import FORCED_FINAL, PREFILL, default_budget, still_thinking
 
 SAMPLES = json.loads(
     (Path(__file__).resolve().parents[2] / "shared/data/huatuo_samples.json").read_text()
@@ -91,3 +93,43 @@ def test_edge_cases(text, thinking, answer, complete):
 def test_truncation_marks_a_headerless_answer_incomplete():
     assert split_reasoning("Sepsis is a", truncated=True).complete is False
     assert split_reasoning("Sepsis is a", truncated=False).complete is True
+
+
+# ---- headers written for the model (inference/thinking.py) ------------------------------------
+
+WHOLE = [s for s in SAMPLES if s["expected"]["thinking"] and s["expected"]["final_response"]]
+
+
+@pytest.mark.parametrize("sample", WHOLE, ids=[s["id"] for s in WHOLE])
+def test_headers_written_for_the_model_parse_like_its_own(sample):
+    thinking, answer = sample["expected"]["thinking"], sample["expected"]["final_response"]
+    expected = Reasoning(thinking, answer, complete=True)
+    assert split_reasoning(f"{PREFILL}{thinking}{FORCED_FINAL}{answer}") == expected
+    stream = ReasoningStream()  # the engine emits each header as one chunk of its own
+    for chunk in (PREFILL, *_pieces(thinking), FORCED_FINAL, *_pieces(answer)):
+        stream.feed(chunk)
+    assert stream.result() == expected
+
+
+def _pieces(text: str, size: int = 7) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def test_only_a_thinking_without_its_final_response_header_is_still_thinking():
+    assert still_thinking(f"{PREFILL}Consider the causes.")
+    assert still_thinking("assistant\n##Thinking\n\nConsider")
+    assert not still_thinking(f"{PREFILL}Consider.\n\n## Final Response\n\nRest.")
+    assert not still_thinking("A plain answer: no headers, nothing to cap.")
+
+
+@pytest.mark.parametrize(
+    ("max_new_tokens", "budget"),
+    [(2048, 1536), (1024, 512), (768, 384), (512, 256), (160, 80), (1, 0)],
+)
+def test_the_default_budget_leaves_512_tokens_to_the_answer_and_at_least_half_to_thinking(
+    max_new_tokens, budget
+):
+    settings = Settings(_env_file=None, HUATUO_MAX_NEW_TOKENS=str(max_new_tokens))
+    assert settings.sampling.thinking_budget == budget == default_budget(max_new_tokens)
+    assert Settings(_env_file=None, HUATUO_THINKING_BUDGET="0").sampling.thinking_budget == 0
+    assert Settings(_env_file=None, HUATUO_THINKING_BUDGET="").sampling.thinking_budget == 1536
