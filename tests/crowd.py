@@ -19,9 +19,15 @@ from typing import Any
 from bot.core.events import Question
 from bot.core.service import Outcome
 from inference.engine import GenerationStats
-from inference.scripted import ScriptedEngine
+from inference.scripted import Script, ScriptedEngine, huatuo_script
 
-ANSWER = "Answer to: "  # how the scripted engine's answers start (inference/scripted.py)
+ANSWER = "Answer to: "
+SLACK_WRITES = (
+    "chat.postMessage",
+    "chat.update",
+    "chat.delete",
+    "files.completeUploadExternal",
+)  # how the scripted engine's answers start (inference/scripted.py)
 
 
 class Finished:
@@ -74,6 +80,7 @@ class Report:
     rate_limited: int
     faults: int
     delays: list[float] = field(repr=False)
+    writes: int = 0  # calls that post, edit or delete messages
 
     def as_dict(self) -> dict[str, Any]:
         delays = sorted(self.delays)
@@ -93,7 +100,12 @@ class Report:
 
 
 def report(
-    seen: dict[str, Seen], ready: dict[str, float], seconds: float, rate_limited: int, faults: int
+    seen: dict[str, Seen],
+    ready: dict[str, float],
+    seconds: float,
+    rate_limited: int,
+    faults: int,
+    writes: int = 0,
 ) -> Report:
     """Add up what every asker (by question text) saw."""
     outcomes: dict[str, int] = {}
@@ -113,6 +125,7 @@ def report(
         rate_limited=rate_limited,
         faults=faults,
         delays=delays,
+        writes=writes,
     )
 
 
@@ -125,9 +138,12 @@ def first_shown(writes: Iterable[tuple[float, bool, object]], first_line: str) -
     )
 
 
-def engine() -> ScriptedEngine:
-    """A fast engine whose answers name their question (so each asker can find their own)."""
-    return ScriptedEngine(step_delay=0.002, max_batch=16, max_queue=128)
+def engine(
+    script_for: Callable[[str], Script] = huatuo_script, pace: float = 0.002
+) -> ScriptedEngine:
+    """An engine whose answers name their question (so each asker can find their own), writing
+    one chunk per row every `pace` seconds."""
+    return ScriptedEngine(script_for, step_delay=pace, max_batch=16, max_queue=128)
 
 
 async def settle(done: Callable[[], bool], timeout: float) -> float:
@@ -170,6 +186,8 @@ async def slack_crowd(
     faults: float = 0.0,
     seed: int = 0,
     timeout: float = 600.0,
+    script_for: Callable[[str], Script] = huatuo_script,
+    pace: float = 0.002,
 ) -> Report:
     """`askers` people mention the bot at once, spread over `channels` channels, with Slack's
     limits enforced (`scale` times faster) and `faults` of the writes failing (503 or a lost
@@ -178,7 +196,7 @@ async def slack_crowd(
     from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event
     from tests.test_slack import running
 
-    finished, scripted = Finished(), engine()
+    finished, scripted = Finished(), engine(script_for, pace)
     await scripted.start()
     try:
         async with running(
@@ -202,7 +220,9 @@ async def slack_crowd(
             seconds = time.monotonic() - started
             seen = {text: slack_seen(bot, *where, text) for text, where in asked.items()}
             injected = sum(bot.slack.faults_injected.values())
-            return report(seen, finished.ready, seconds, bot.slack.rate_limited(), injected)
+            writes = sum(1 for c in bot.slack.calls if c.method in SLACK_WRITES)
+            limited = bot.slack.rate_limited()
+            return report(seen, finished.ready, seconds, limited, injected, writes)
     finally:
         await scripted.close(grace=0)
 
@@ -247,6 +267,8 @@ async def discord_crowd(
     faults: float = 0.0,
     seed: int = 0,
     timeout: float = 600.0,
+    script_for: Callable[[str], Script] = huatuo_script,
+    pace: float = 0.002,
 ) -> Report:
     """`askers` people mention the bot at once over `channels` channels, with Discord's limits
     enforced (`scale` times faster) and `faults` of the message writes failing (503 or a lost
@@ -258,7 +280,7 @@ async def discord_crowd(
     fake = FakeDiscord(limits=DiscordLimits(scale=scale))
     await fake.start()
     places = [fake.channel_id, *(fake.add_channel(f"ward-{n}") for n in range(1, channels))]
-    finished, scripted = Finished(), engine()
+    finished, scripted = Finished(), engine(script_for, pace)
     await scripted.start()
     try:
         budget = limits.budget(scale=scale)
@@ -280,7 +302,8 @@ async def discord_crowd(
             fake.fault_rate(0)
             seen = {text: discord_seen(fake, message, text) for text, message in asked.items()}
             injected = sum(fake.faults_injected.values())
-            return report(seen, finished.ready, seconds, fake.rate_limited(), injected)
+            writes = sum(1 for c in fake.calls if c.method in ("POST", "PATCH", "DELETE"))
+            return report(seen, finished.ready, seconds, fake.rate_limited(), injected, writes)
     finally:
         await scripted.close(grace=0)
         await fake.stop()

@@ -44,6 +44,8 @@ class ScriptedServer:
     False: a request with continue_final_message is refused with HTTP 400, as a server without
     it does (OpenAI's own, TGI's 422).
 
+    `pace`: seconds between two tokens (a model writing at a steady pace).
+
     `stall`: after the first word, send nothing more until the server stops. `usage`: send token
     counts after the finish_reason. `ending`, after those: "done" sends `data: [DONE]` and ends
     the response; "close" drops the connection without either; "hold" keeps it open and silent
@@ -61,12 +63,14 @@ class ScriptedServer:
         reply: Callable[[Body], str] | None = None,
         split: Callable[[str], list[str]] = words,
         continuing: bool = True,
+        pace: float = 0.0,
     ) -> None:
         self.statuses = list(statuses)
         self.text = text
         self.reply = reply or (lambda body: self.text)
         self.split = split
         self.continuing = continuing
+        self.pace = pace  # seconds between two tokens
         self.stall = stall
         self.usage = usage
         self.ending = ending
@@ -118,6 +122,8 @@ class ScriptedServer:
         tokens = self.split(self.reply(body))
         sent = tokens[: body.get("max_tokens") or len(tokens)]
         for n, token in enumerate(sent):
+            if n and self.pace:
+                await asyncio.sleep(self.pace)
             await self._event(response, {"choices": [{"index": 0, "delta": {"content": token}}]})
             if n == 0 and self.stall:
                 await self._stopping.wait()
