@@ -134,9 +134,9 @@ class ReasoningStream:
         """The result so far, for showing while generation goes on: an unfinished last line that
         may still become a header is held back, so no raw header shows, whatever the chunks."""
         text = self.text
-        line_start = text.rfind("\n") + 1
-        if text[line_start:].lstrip(" \t").startswith("#"):
-            text = text[:line_start]
+        hold = text.find("#", text.rfind("\n") + 1)  # a header may be growing from here
+        if hold >= 0:
+            text = text[:hold]
         thinking, finals = self._scan(text, self._scanned, len(text))
         return _assemble(text, thinking, finals, truncated=False)
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
-from inference.reasoning import Reasoning, ReasoningStream, split_reasoning
+from inference.reasoning import (
+    FINAL_HEADER,
+    THINKING_HEADER,
+    Reasoning,
+    ReasoningStream,
+    split_reasoning,
+)
 from inference.thinking import FORCED_FINAL, PREFILL, default_budget, still_thinking
 
 SAMPLES = json.loads(
@@ -55,6 +62,26 @@ def test_headers_split_across_chunks_at_every_position():
         stream.feed(text[:cut])
         stream.feed(text[cut:])
         assert stream.result() == whole, cut
+
+
+HEADER_SEEN = re.compile(r"#{1,4}[ \t]*(t|th|thi|thin|think|final|final r)", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s["id"] for s in SAMPLES])
+def test_a_live_snapshot_never_shows_a_header_or_part_of_one(sample):
+    """What is shown while the model writes: after every chunk, the thinking and the answer so
+    far hold no header, whole or begun."""
+    text = sample["raw_output"]
+    rng = random.Random(sample["id"])
+    stream, pos = ReasoningStream(), 0
+    while pos < len(text):
+        size = rng.randint(1, 4)
+        stream.feed(text[pos : pos + size])
+        pos += size
+        snapshot = stream.snapshot()
+        for part in (snapshot.thinking, snapshot.answer):
+            assert not HEADER_SEEN.search(part.split("\n")[-1]), part[-80:]
+            assert not FINAL_HEADER.search(part) and not THINKING_HEADER.search(part)
 
 
 def test_phase_follows_the_headers_as_they_arrive():
