@@ -29,6 +29,7 @@ from inference.engine import Message
 
 AUTHOR = "console"  # the terminal's one person, who may stop their own answers
 STOPPED = "(stopped: Ctrl-C)"
+INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C
 
 
 class ConsoleReply:
@@ -165,7 +166,9 @@ async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: 
         print(reply.json(service.engine.model_name))
     else:
         reply.print_answer(disclaimer)
-    return 0 if reply.answer is not None else 1
+    if reply.answer is None:
+        return 1
+    return INTERRUPTED if reply.answer.stopped else 0
 
 
 async def chat(service: AnswerService, disclaimer: str, stdin: TextIO | None = None) -> int:

@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -347,3 +348,31 @@ async def test_ask_prints_the_thinking_as_it_is_written(tmp_path) -> None:
     assert printed.index("Thinking") < printed.index("w59") < printed.index("Final response")
     assert printed.index("Final response") < printed.index("Rest and fluids.")
     assert "##" not in printed
+
+
+async def test_ctrl_c_in_ask_stops_the_answer_and_says_so(tmp_path) -> None:
+    text = "## Thinking\n\n" + " ".join(f"w{n}" for n in range(400))
+    async with ScriptedServer(text=text, pace=0.05) as server:
+        env = {
+            **os.environ,
+            "HUATUO_BACKEND": "openai",
+            "HUATUO_OPENAI_BASE_URL": server.base_url,
+            "HUATUO_OPENAI_MODEL": "scripted",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "ask", "What is a cold?",
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        )  # fmt: skip
+        assert process.stdout is not None
+        out = b""
+        while b"w5 " not in out:
+            chunk = await asyncio.wait_for(process.stdout.read(64), 120)
+            assert chunk, out
+            out += chunk
+        process.send_signal(signal.SIGINT)
+        rest, errors = await asyncio.wait_for(process.communicate(), 60)
+    printed = (out + rest).decode()
+    assert process.returncode == 130, errors.decode()
+    assert "(stopped: Ctrl-C)" in errors.decode() and "Traceback" not in errors.decode()
+    assert "w5" in printed and "w399" not in printed
+    assert "Stopped on request before the model reached a final answer" in printed

@@ -59,8 +59,7 @@ THINKING_LIVE = "Thinking (being written…)"
 THINKING_INCOMPLETE = "Thinking (incomplete)"
 STOPPED_HERE = "_Stopped on request: the answer above is unfinished._"
 STOPPED_THINKING = (
-    "_Stopped on request while the model was still thinking; its reasoning so far is in the "
-    "thread._"
+    "_Stopped on request before the model reached a final answer; its reasoning so far is kept._"
 )
 ANSWER_BELOW = "_The answer is in the next message; the reasoning is in this message's thread._"
 STOP = "Stop"
