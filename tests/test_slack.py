@@ -22,6 +22,7 @@ from bot.core.outbox import Outbox
 from bot.core.service import AnswerService
 from bot.core.splitting import utf8_size
 from bot.core.texts import CAPPED
+from bot.metrics import Metrics
 from bot.slack import limits
 from bot.slack.adapter import EVENTS_PATH, STOPPED, SlackAdapter, web_client
 from bot.slack.events import Identity, thread_history
@@ -619,7 +620,8 @@ async def test_builtin_model_given_the_thinking_header_and_a_budget_shows_both(
     thinking_engine, slowness: float
 ) -> None:
     sampling = SamplingParams(max_new_tokens=40, temperature=0.0, thinking_budget=16)
-    async with running(thinking_engine, sampling=sampling) as bot:
+    metrics = Metrics(thinking_engine)
+    async with running(thinking_engine, sampling=sampling, metrics=metrics) as bot:
         question = await bot.mention("What is a fever?")
         await bot.idle(timeout=120 * slowness)  # about 1 s on an idle 2-core machine
 
@@ -629,3 +631,5 @@ async def test_builtin_model_given_the_thinking_header_and_a_budget_shows_both(
     assert thinking.text.startswith(THINKING_MARK) and "fever" in thinking.text.lower()
     shown = answer.text + thinking.text
     assert "## Thinking" not in shown and "Final Response" not in shown, "headers are parsed"
+    slack = {"platform": "slack"}
+    assert metrics.registry.get_sample_value("huatuo_thinking_capped_total", slack) == 1
