@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m bench.slack_ack_latency
 	$(PY) -m bench.remote_overhead
 	$(PY) -m bench.delivery
+	$(PY) -m bench.live
 	$(PY) -m bench.thinking_budget
 
 clean:
