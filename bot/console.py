@@ -26,9 +26,11 @@ from bot.core import texts
 from bot.core.events import Answer, ConversationRef, Progress, Question
 from bot.core.service import AnswerService
 from inference.engine import Message
+from inference.loading import BUILTIN
 
 AUTHOR = "console"  # the terminal's one person, who may stop their own answers
 STOPPED = "(stopped: Ctrl-C)"
+DEMO_LABEL = " (by the built-in demo model, not HuatuoGPT-o1)"
 INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C
 
 
@@ -36,10 +38,11 @@ class ConsoleReply:
     """Collects one answer; with `live`, prints the thinking and the final response as they
     are written (and only the rest at the end)."""
 
-    def __init__(self, out: TextIO | None = None, *, live: bool = False) -> None:
+    def __init__(self, out: TextIO | None = None, *, live: bool = False, model: str = "") -> None:
         self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
         self.errors = Console(file=sys.stderr, highlight=False, soft_wrap=True)
         self.live = live
+        self.label = DEMO_LABEL if model.startswith(BUILTIN) else ""  # whose thinking it is
         self.answer: Answer | None = None
         self.error: str | None = None
         self.notices: list[str] = []
@@ -66,8 +69,8 @@ class ConsoleReply:
             return
         if self._section != section:
             if self._section is not None:
-                self.console.print()
-            title = "Thinking" if section == "thinking" else "Final response"
+                self.console.print("\n")  # end the line, then a blank one
+            title = f"Thinking{self.label}" if section == "thinking" else "Final response"
             self.console.print(Text(title, style="bold"))
             self._section = section
         self.console.print(Text(text[len(printed) :], style="dim" if dim else ""), end="")
@@ -92,7 +95,8 @@ class ConsoleReply:
         body = texts.answer_text(self.answer, disclaimer)
         if not self._go_on("answer", body):
             if not self._go_on("thinking", thinking, dim=True) or self._section != "thinking":
-                self._whole("thinking", texts.thinking_title(self.answer), thinking, dim=True)
+                title = texts.thinking_title(self.answer) + self.label
+                self._whole("thinking", title, thinking, dim=True)
             self.console.print()
             self._whole("answer", "Final response", body)
         self.console.print(
@@ -160,7 +164,7 @@ async def _answer(service: AnswerService, question: Question, reply: ConsoleRepl
 
 
 async def ask(service: AnswerService, question: str, as_json: bool, disclaimer: str) -> int:
-    reply = ConsoleReply(live=not as_json)
+    reply = ConsoleReply(live=not as_json, model=service.engine.model_name)
     await _answer(service, console_question(question), reply)
     if as_json:
         print(reply.json(service.engine.model_name))
@@ -180,7 +184,7 @@ async def chat(service: AnswerService, disclaimer: str, stdin: TextIO | None = N
         line = (stdin or sys.stdin).readline()
         if not line.strip():
             return 0
-        reply = ConsoleReply(live=True)
+        reply = ConsoleReply(live=True, model=service.engine.model_name)
         await _answer(service, console_question(line.strip(), history), reply)
         reply.print_answer(disclaimer)
         if reply.answer is not None and reply.answer.answer:
@@ -211,7 +215,7 @@ def _board(questions: list[str], replies: list[ConsoleReply]) -> Table:
 async def demo(service: AnswerService, questions: list[str], disclaimer: str) -> int:
     """Ask every question at once (the engine batches them), with a live line for each, then
     print the answers in order."""
-    replies = [ConsoleReply() for _ in questions]
+    replies = [ConsoleReply(model=service.engine.model_name) for _ in questions]
     work = asyncio.gather(
         *(service.answer(console_question(q), r) for q, r in zip(questions, replies, strict=True))
     )
