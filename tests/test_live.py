@@ -313,6 +313,31 @@ async def test_stop_closes_the_model_servers_stream_and_keeps_what_was_written()
 
 
 # ---- the terminal ------------------------------------------------------------------------------
+
+
+async def ask_through_a_pipe(
+    server: ScriptedServer, cwd: Any, until_printed: bytes
+) -> tuple[asyncio.subprocess.Process, bytes]:
+    """`huatuo-bot ask` on `server`, its stdout a pipe, read until `until_printed` shows."""
+    env = {
+        **os.environ,
+        "HUATUO_BACKEND": "openai",
+        "HUATUO_OPENAI_BASE_URL": server.base_url,
+        "HUATUO_OPENAI_MODEL": "scripted",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "ask", "What is a cold?",
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    out = b""
+    while until_printed not in out:
+        chunk = await asyncio.wait_for(process.stdout.read(64), 120)
+        assert chunk, (out, await process.stderr.read())
+        out += chunk
+    return process, out
+
+
 async def test_ask_prints_the_thinking_as_it_is_written(tmp_path) -> None:
     text = "## Thinking\n\n" + " ".join(f"w{n}" for n in range(60))
     text += "\n\n## Final Response\n\nRest and fluids."
@@ -323,23 +348,7 @@ async def test_ask_prints_the_thinking_as_it_is_written(tmp_path) -> None:
         return text
 
     async with ScriptedServer(reply=reply, pace=0.1) as server:
-        env = {
-            **os.environ,
-            "HUATUO_BACKEND": "openai",
-            "HUATUO_OPENAI_BASE_URL": server.base_url,
-            "HUATUO_OPENAI_MODEL": "scripted",
-            "HUATUO_FEEDBACK_DB": str(tmp_path / "feedback.db"),
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "ask", "What is a cold?",
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-        )  # fmt: skip
-        assert process.stdout is not None
-        out = b""
-        while b"w0" not in out:
-            chunk = await asyncio.wait_for(process.stdout.read(64), 120)
-            assert chunk, (out, await process.stderr.read())  # type: ignore[union-attr]
-            out += chunk
+        process, out = await ask_through_a_pipe(server, tmp_path, b"w0")
         first_bytes = time.monotonic()
         rest, errors = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, errors.decode()
@@ -353,22 +362,7 @@ async def test_ask_prints_the_thinking_as_it_is_written(tmp_path) -> None:
 async def test_ctrl_c_in_ask_stops_the_answer_and_says_so(tmp_path) -> None:
     text = "## Thinking\n\n" + " ".join(f"w{n}" for n in range(400))
     async with ScriptedServer(text=text, pace=0.05) as server:
-        env = {
-            **os.environ,
-            "HUATUO_BACKEND": "openai",
-            "HUATUO_OPENAI_BASE_URL": server.base_url,
-            "HUATUO_OPENAI_MODEL": "scripted",
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "ask", "What is a cold?",
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-        )  # fmt: skip
-        assert process.stdout is not None
-        out = b""
-        while b"w5 " not in out:
-            chunk = await asyncio.wait_for(process.stdout.read(64), 120)
-            assert chunk, out
-            out += chunk
+        process, out = await ask_through_a_pipe(server, tmp_path, b"w5 ")
         process.send_signal(signal.SIGINT)
         rest, errors = await asyncio.wait_for(process.communicate(), 60)
     printed = (out + rest).decode()
