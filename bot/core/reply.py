@@ -183,7 +183,7 @@ class OutboxReply(Generic[H]):
             len(answer.answer),
             len(self.shown),
         )
-        await self._finish_thinking(answer.thinking, texts.thinking_title(answer))
+        await self.finish_thinking(answer.thinking, texts.thinking_title(answer))
 
     async def fail(self, message: str) -> None:
         """Say why there is no (whole) answer: in the placeholder, or below the answer's parts."""
@@ -193,9 +193,9 @@ class OutboxReply(Generic[H]):
         if not self.shown:  # the answer's parts written so far go
             await self._quietly(self._rest.finish([]))
         if self._opening is not None and self.delivered is None:  # the thinking so far stays
-            await self._finish_thinking(self._thinking_text, texts.THINKING_INCOMPLETE)
+            await self.finish_thinking(self._thinking_text, texts.THINKING_INCOMPLETE)
 
-    async def _finish_thinking(self, thinking: str, title: str) -> None:
+    async def finish_thinking(self, thinking: str, title: str) -> None:
         """The thinking in its final form: its live messages finished, more posted, or (when
         long) attached as a file after those shown live."""
         if self._opening is not None:
