@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     slack_command: str = Field(
         "/huatuo", pattern=r"^/[a-z0-9_-]{1,31}$", validation_alias="SLACK_COMMAND"
     )
+    slack_streaming: Literal["auto", "native", "edits"] = Field(
+        "auto", validation_alias="HUATUO_SLACK_STREAMING"
+    )
     discord_bot_token: str | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
     discord_api_base: str | None = Field(None, validation_alias="DISCORD_API_BASE")
     discord_gateway_url: str | None = Field(None, validation_alias="DISCORD_GATEWAY_URL")
