@@ -20,7 +20,8 @@ from bot.discord import history as history_module
 from bot.discord import quiz as discord_quiz
 from bot.discord.adapter import DiscordAdapter
 from bot.quiz import texts
-from bot.quiz.bank import QuestionBank, QuizItem
+from bot.quiz.bank import QuestionBank
+from bot.quiz.item import QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from inference.engine import Message, SamplingParams

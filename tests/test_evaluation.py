@@ -15,9 +15,9 @@ import pytest
 
 from bot.cli import main
 from bot.evaluation import command
-from bot.evaluation.extract import extract_answer
 from bot.evaluation.results import Result
 from bot.evaluation.scoring import summarize, wilson_interval
+from bot.quiz.extract import extract_answer
 from inference.engine import Generation
 from inference.scripted import Script, ScriptedEngine
 

@@ -15,8 +15,9 @@ from bot.cli import check
 from bot.config import Settings
 from bot.core.events import ConversationRef
 from bot.quiz import texts
-from bot.quiz.bank import MEDQA_SOURCE, BankError, QuestionBank, QuizItem
+from bot.quiz.bank import MEDQA_SOURCE, BankError, QuestionBank
 from bot.quiz.explanation import ExplanationFailed
+from bot.quiz.item import QuizItem
 from bot.quiz.registry import Quizzes, TooManyQuizzes
 from bot.quiz.schedule import CaseOfTheDay, DailyPost, parse_schedule
 from bot.quiz.session import Quiz, Reveal, RevealRefused

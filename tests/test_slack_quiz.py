@@ -16,7 +16,8 @@ import yaml
 
 from bot.config import Settings
 from bot.quiz import texts
-from bot.quiz.bank import QuestionBank, QuizItem
+from bot.quiz.bank import QuestionBank
+from bot.quiz.item import QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from bot.runner import serve

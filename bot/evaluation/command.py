@@ -14,10 +14,10 @@ from tqdm import tqdm
 
 from bot.config import Settings
 from bot.engines import make_engine
-from bot.evaluation.dataset import Item, load_items
 from bot.evaluation.results import Result, load_results
 from bot.evaluation.runner import Engine, describe, run_items
 from bot.evaluation.scoring import render, summarize
+from bot.quiz.item import QuizItem, read_items
 
 
 def _positive(text: str) -> int:
@@ -55,7 +55,9 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _previous(args: argparse.Namespace, items: list[Item], setup: str) -> dict[int, Result] | str:
+def _previous(
+    args: argparse.Namespace, items: list[QuizItem], setup: str
+) -> dict[int, Result] | str:
     """Results to keep from an earlier run of the same items, or why the output cannot be used."""
     if args.output is None:
         return "--resume needs --output FILE" if args.resume else {}
@@ -75,7 +77,7 @@ def _previous(args: argparse.Namespace, items: list[Item], setup: str) -> dict[i
 
 
 async def _run(
-    engine: Engine, settings: Settings, todo: list[Item], setup: str, args: argparse.Namespace
+    engine: Engine, settings: Settings, todo: list[QuizItem], setup: str, args: argparse.Namespace
 ) -> tuple[list[Result], float]:
     """Results of the items (each appended to --output) and the seconds after the engine started."""
     await engine.start()
@@ -113,7 +115,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         settings = Settings.model_validate(overrides)
     if not args.dataset.is_file():
         return _fail(f"{args.dataset} is not a file")
-    items, problems = load_items(args.dataset)
+    items, problems = read_items(args.dataset)
     for problem in problems:
         print(f"{args.dataset}:{problem} (skipped)", file=sys.stderr)
     items = items[: args.limit]

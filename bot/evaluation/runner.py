@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from bot.evaluation.dataset import Item
-from bot.evaluation.extract import extract_answer
 from bot.evaluation.results import Result
+from bot.quiz.extract import extract_answer
+from bot.quiz.item import QuizItem
 from inference.engine import EngineError, Generation, GenerationRequest, Message, SamplingParams
 from inference.reasoning import split_reasoning
 
@@ -40,12 +40,12 @@ def describe(model: str, sampling: SamplingParams) -> str:
 
 
 async def ask(
-    engine: Engine, item: Item, sampling: SamplingParams, setup: str, store_text: bool = False
+    engine: Engine, item: QuizItem, sampling: SamplingParams, setup: str, store_text: bool = False
 ) -> Result:
     """One item: the prompt as the only (user) message, its final response scored."""
     request = GenerationRequest((Message("user", item.prompt),), sampling, f"eval-{item.line}")
     started = time.monotonic()
-    base = {"line": item.line, "fingerprint": item.fingerprint, "setup": setup, "gold": item.gold}
+    base = {"line": item.line, "fingerprint": item.fingerprint, "setup": setup, "gold": item.answer}
     try:
         generation = engine.submit(request)
         text = await generation.collect()
@@ -58,7 +58,7 @@ async def ask(
         **base,
         extracted=found.letter,
         rule=found.rule,
-        correct=found.letter == item.gold,
+        correct=found.letter == item.answer,
         truncated=truncated,
         tokens=generation.stats.completion_tokens,
         seconds=round(time.monotonic() - started, 3),
@@ -71,7 +71,7 @@ async def ask(
 
 async def run_items(
     engine: Engine,
-    items: Iterable[Item],
+    items: Iterable[QuizItem],
     sampling: SamplingParams,
     setup: str,
     concurrency: int,

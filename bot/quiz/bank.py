@@ -1,9 +1,7 @@
 """The question bank: multiple-choice items from a JSONL file, picked at random without repeats.
 
-API (stable, shared by the Slack and Discord quizzes):
+API (stable, shared by the Slack and Discord quizzes; the items are `bot.quiz.item.QuizItem`):
 
-- `QuizItem(id, question, options, answer, source)`: `options` maps capital letters to option
-  texts in the file's order; `answer` is the correct letter; `prompt` is the evaluation prompt.
 - `QuestionBank.load(path=None)`: the rows of a JSONL file in the MedQA format (`question`,
   `options` {letter: text}, `answer_idx`, optional `source`); `None` loads the shipped 200 MedQA
   items. Bad rows are skipped and listed in `bank.problems` as `LINE: reason` (and logged);
@@ -13,14 +11,12 @@ API (stable, shared by the Slack and Discord quizzes):
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
-from bot.evaluation.dataset import PROMPT, BadRow, parse_row
+from bot.quiz.item import QuizItem, read_items
 
 log = logging.getLogger(__name__)
 
@@ -32,52 +28,8 @@ MEDQA_SOURCE = (
 MAX_RECENT = 50
 
 
-@dataclass(frozen=True)
-class QuizItem:
-    """One multiple-choice question; `source` says where it comes from (shown with the answer)."""
-
-    id: str
-    question: str
-    options: dict[str, str]
-    answer: str
-    source: str = ""
-
-    @property
-    def prompt(self) -> str:
-        """The prompt the model's authors evaluated with (as `huatuo-bot eval` sends it)."""
-        options = "\n".join(f"{letter}. {text}" for letter, text in self.options.items())
-        return PROMPT.format(question=self.question, options=options)
-
-
 class BankError(ValueError):
     """The bank cannot be used (missing, unreadable, or without a single valid row)."""
-
-
-def _source(text: str, default: str) -> str:
-    """A row's own `source` field, if it has one, else the bank's."""
-    source = json.loads(text).get("source")
-    return source.strip() if isinstance(source, str) and source.strip() else default
-
-
-def read_items(path: Path, default_source: str = "") -> tuple[list[QuizItem], list[str]]:
-    """Every valid row as a QuizItem, and one `LINE: reason` per bad row (blank lines ignored)."""
-    items, problems = [], []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BankError(f"Cannot read the question bank {path}: {exc}") from None
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            row = parse_row(number, text)
-        except BadRow as exc:
-            problems.append(f"{number}: {exc}")
-            continue
-        item_id = f"{path.stem}-{number}"
-        source = _source(text, default_source)
-        items.append(QuizItem(item_id, row.question, row.options, row.gold, source))
-    return items, problems
 
 
 class QuestionBank:
@@ -98,7 +50,10 @@ class QuestionBank:
     def load(cls, path: Path | str | None = None) -> QuestionBank:
         """A bank file (`None` or "": the shipped MedQA items); bad rows are logged and skipped."""
         path = Path(path).expanduser() if path else SHIPPED
-        items, problems = read_items(path, "" if path != SHIPPED else MEDQA_SOURCE)
+        try:
+            items, problems = read_items(path, "" if path != SHIPPED else MEDQA_SOURCE)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BankError(f"Cannot read the question bank {path}: {exc}") from None
         for problem in problems:
             log.warning("question bank %s, line %s", path, problem)
         bank = cls(items, problems, str(path))

@@ -18,9 +18,9 @@ import time
 from typing import Protocol
 
 from bot.core.events import Answer
-from bot.evaluation.extract import extract_answer
 from bot.quiz import texts
-from bot.quiz.bank import QuizItem
+from bot.quiz.extract import extract_answer
+from bot.quiz.item import QuizItem
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.reasoning import split_reasoning
 

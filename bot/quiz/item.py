@@ -1,4 +1,5 @@
-"""Multiple-choice items from a JSONL file, and the prompt the model's authors evaluated with."""
+"""The multiple-choice item, shared by quizzes and `huatuo-bot eval`: the type, the MedQA JSONL
+row it is read from, and the prompt the model's authors evaluated with."""
 
 from __future__ import annotations
 
@@ -14,16 +15,21 @@ PROMPT = "Please answer the following multiple-choice question:\n{question}\n{op
 
 
 @dataclass(frozen=True)
-class Item:
-    """One valid row: `line` (1-based) identifies it in results and on resume."""
+class QuizItem:
+    """One multiple-choice question: `options` maps capital letters to option texts in the file's
+    order, `answer` is the correct letter, `source` says where it comes from (shown with the
+    answer), `line` is its line in its file (1-based; 0 for an item made in code)."""
 
-    line: int
+    id: str
     question: str
     options: dict[str, str]
-    gold: str
+    answer: str
+    source: str = ""
+    line: int = 0
 
     @property
     def prompt(self) -> str:
+        """The prompt the model's authors evaluated with (as `huatuo-bot eval` sends it)."""
         options = "\n".join(f"{letter}. {text}" for letter, text in self.options.items())
         return PROMPT.format(question=self.question, options=options)
 
@@ -34,18 +40,19 @@ class Item:
 
 
 class BadRow(ValueError):
-    """A row that cannot be evaluated; the message says why."""
+    """A row that cannot be used; the message says why."""
 
 
-def parse_row(line: int, text: str) -> Item:
-    """Validate one JSONL row: `question`, `options` {letter: text}, `answer_idx` among them."""
+def parse_row(text: str, item_id: str, line: int, default_source: str = "") -> QuizItem:
+    """Validate one JSONL row: `question`, `options` {letter: text}, `answer_idx` among them, and
+    an optional `source` (else `default_source`)."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRow(f"invalid JSON ({exc.msg})") from None
     if not isinstance(row, dict):
         raise BadRow("not a JSON object")
-    question, options, gold = row.get("question"), row.get("options"), row.get("answer_idx")
+    question, options, answer = row.get("question"), row.get("options"), row.get("answer_idx")
     if not isinstance(question, str) or not question.strip():
         raise BadRow("missing or empty 'question'")
     if not isinstance(options, dict) or len(options) < 2:
@@ -55,20 +62,23 @@ def parse_row(line: int, text: str) -> Item:
             raise BadRow(f"option key {letter!r} is not a capital letter")
         if not isinstance(option, str) or not option.strip():
             raise BadRow(f"option {letter} is not a non-empty string")
-    if not isinstance(gold, str) or gold not in options:
-        raise BadRow(f"answer_idx {gold!r} is not one of the options {', '.join(options)}")
-    return Item(line, question, options, gold)
+    if not isinstance(answer, str) or answer not in options:
+        raise BadRow(f"answer_idx {answer!r} is not one of the options {', '.join(options)}")
+    source = row.get("source")
+    source = source.strip() if isinstance(source, str) and source.strip() else default_source
+    return QuizItem(item_id, question, options, answer, source, line)
 
 
-def load_items(path: Path) -> tuple[list[Item], list[str]]:
-    """Every valid item, and one `LINE: reason` message per bad row (blank lines are ignored)."""
+def read_items(path: Path, default_source: str = "") -> tuple[list[QuizItem], list[str]]:
+    """Every valid row of a JSONL file (ids `STEM-LINE`), and one `LINE: reason` per bad row
+    (blank lines ignored). Raises OSError or UnicodeDecodeError if the file cannot be read."""
     items, problems = [], []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8") as lines:  # rows end at line ends only, as JSON allows
         for number, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             try:
-                items.append(parse_row(number, text))
+                items.append(parse_row(text, f"{path.stem}-{number}", number, default_source))
             except BadRow as exc:
                 problems.append(f"{number}: {exc}")
     return items, problems
