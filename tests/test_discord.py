@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.config import ConfigError, Settings
+from bot.core import texts
 from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.core.texts import CAPPED
 from bot.discord import DiscordAdapter, limits
-from bot.discord.adapter import STOPPED
 from bot.discord.events import quote, strip_mention, unquote
 from bot.discord.surface import NOTICE_MARK, thread_name
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
@@ -355,7 +355,7 @@ async def test_stop_tells_the_asker_of_an_answer_in_flight(
         await adapter.stop(grace=0.1)
 
     [answer] = replies(fake, asked)
-    assert answer["content"] == STOPPED
+    assert answer["content"] == texts.CUT_SHORT
 
 
 async def test_answer_survives_a_gateway_reconnect(

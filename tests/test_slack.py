@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bot.config import Settings
+from bot.core import texts
 from bot.core.admission import Admission
 from bot.core.events import Progress
 from bot.core.outbox import Outbox
@@ -24,7 +25,7 @@ from bot.core.splitting import utf8_size
 from bot.core.texts import CAPPED
 from bot.metrics import Metrics
 from bot.slack import limits
-from bot.slack.adapter import EVENTS_PATH, STOPPED, SlackAdapter, web_client
+from bot.slack.adapter import EVENTS_PATH, SlackAdapter, web_client
 from bot.slack.events import Identity, thread_history
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
 from bot.slack.reply import (
@@ -485,7 +486,7 @@ async def test_stopping_tells_the_asker_of_an_answer_in_flight() -> None:
         await bot.adapter.stop()
         assert bot.adapter.in_flight == 0
 
-    assert final_text(bot, "C1", question) == f"{FAIL_MARK} {STOPPED}"
+    assert final_text(bot, "C1", question) == f"{FAIL_MARK} {texts.CUT_SHORT}"
     assert e.requests[0].cancelled
 
 

@@ -18,7 +18,6 @@ from prometheus_client import generate_latest
 from bot.core import texts
 from bot.metrics import Metrics
 from bot.slack import adapter, limits
-from bot.slack.adapter import STOPPED
 from bot.slack.reply import (
     FAIL_MARK,
     NOTICE_MARK,
@@ -290,4 +289,4 @@ async def test_stopping_while_the_thread_is_read_tells_the_asker(
         await eventually(lambda: bot.slack.calls_to("conversations.replies"))
         await bot.adapter.stop()
     *_, told = shown(bot, question)
-    assert told == f"{FAIL_MARK} {STOPPED}", shown(bot, question)
+    assert told == f"{FAIL_MARK} {texts.CUT_SHORT}", shown(bot, question)

@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
-from collections.abc import Coroutine
 from typing import Any
 
 import discord
@@ -25,6 +23,7 @@ from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
 from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
+from bot.core.serving import CUT_SHORT_PATIENCE, InFlight, Prepare, last_word, serve
 from bot.discord import events, limits
 from bot.discord.feedback import DiscordFeedback
 from bot.discord.history import history
@@ -44,9 +43,7 @@ from inference.engine import Message
 
 log = logging.getLogger(__name__)
 
-STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
-LAST_WORD_TIMEOUT = 5.0  # seconds to tell the asker why there is no answer, when stopping
-LAST_WORD_PATIENCE = 120.0  # the same, otherwise
+GATEWAY_CLOSE_TIMEOUT = 5.0  # seconds for the gateway connection to close at stop
 HISTORY_PATIENCE = 30.0  # seconds of retries to read a conversation before the asker is told
 
 
@@ -89,6 +86,7 @@ class DiscordAdapter:
         self.client.event(self.on_message)
         self.client.add_dynamic_items(StopButton)
         self.client.event(self.on_stop_click)
+        self.work = InFlight("discord")  # answers and quiz work
         self.feedback = DiscordFeedback(feedback, self.client)
         self.feedback.listen()
         self.tree = app_commands.CommandTree(self.client)
@@ -99,12 +97,11 @@ class DiscordAdapter:
                 self.client,
                 quizzes,
                 disclaimer=settings.disclaimer,
-                spawn=self._spawn,
+                spawn=self.work.spawn,
                 outbox=self.outbox,
                 admission=service.admission,
             )
             self.tree.add_command(self.quiz.command(), guild=self.sync_guild)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._seen = RecentIds()  # message ids: a redelivered MESSAGE_CREATE is answered once
         self._gateway: asyncio.Task[None] | None = None
         self._accepting = False
@@ -156,7 +153,7 @@ class DiscordAdapter:
     @property
     def in_flight(self) -> int:
         """Questions being worked on."""
-        return len(self._tasks)
+        return len(self.work)
 
     async def stop(self, grace: float | None = None) -> None:
         """Take no new questions; give answers in flight `grace` s (default `stop_grace`), then
@@ -167,16 +164,12 @@ class DiscordAdapter:
         """
         self._stopping = True
         self._accepting = False
-        if self._tasks:
-            grace = self.stop_grace if grace is None else grace
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        cut = await self.work.stop(self.stop_grace if grace is None else grace)
+        log.info("discord: stopping (%d answer(s) cut short)", cut)
         await self.client.close()
         if self._gateway is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._gateway, LAST_WORD_TIMEOUT)
+                await asyncio.wait_for(self._gateway, GATEWAY_CLOSE_TIMEOUT)
 
     def _point_at_endpoints(self) -> None:
         """DISCORD_API_BASE and DISCORD_GATEWAY_URL (process-wide: discord.py reads class attrs)."""
@@ -220,10 +213,11 @@ class DiscordAdapter:
         if self.quiz is not None and self.quiz.intercepts(message, me.id):
             return
         if self._accepting:
-            self._spawn(self._answer_message(message, origin, me.id))
+            self.work.spawn(self._answer_message(message, origin, me.id))
         elif self._stopping:  # still connected while answers in flight finish
             question = events.question(message, me.id, origin)
-            await _last_word(self._in_channel(message, question), texts.RESTARTING)
+            reply = self._in_channel(message, question)
+            await last_word(reply, texts.RESTARTING, CUT_SHORT_PATIENCE)
 
     async def on_stop_click(self, interaction: discord.Interaction, request_id: str) -> None:
         """The Stop button under an answer being written: for its asker and the admins."""
@@ -241,17 +235,18 @@ class DiscordAdapter:
         question = events.question(message, bot_id, origin)
         reply = self._in_channel(message, question)
         reply.start()  # a courtesy: the question goes on whether or not it lands
-        if origin == "follow-up":
-            try:
-                turns = await self._history(message, bot_id, reply.request_id)
-            except asyncio.CancelledError:
-                await _last_word(reply, STOPPED)
-                raise
+        if origin != "follow-up":
+            await self._answer(question, reply)
+            return
+
+        async def with_history() -> Question | None:
+            turns = await self._history(message, bot_id, reply.request_id)
             if turns is None:
-                await _last_word(reply, texts.HISTORY_UNREADABLE, LAST_WORD_PATIENCE)
-                return
-            question = dataclasses.replace(question, history=turns)
-        await self._answer(question, reply)
+                await last_word(reply, texts.HISTORY_UNREADABLE)
+                return None
+            return dataclasses.replace(question, history=turns)
+
+        await self._answer(question, reply, with_history)
 
     async def _history(
         self, message: discord.Message, bot_id: int, request_id: str
@@ -299,7 +294,7 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             log.warning("discord: /ask not acknowledged in time (HTTP %s)", exc.status)
             return
-        self._spawn(self._answer_slash(interaction, question, private))
+        self.work.spawn(self._answer_slash(interaction, question, private))
 
     async def _answer_slash(
         self, interaction: discord.Interaction, question: Question, private: bool
@@ -353,51 +348,10 @@ class DiscordAdapter:
         )
         return reply
 
-    async def _answer(self, question: Question, reply: OutboxReply[Any]) -> None:
-        """Run the service; whatever happens, try to leave the asker a message."""
-        started = time.monotonic()
-        try:
-            outcome = await self.service.answer(question, reply)
-        except asyncio.CancelledError:
-            await _last_word(reply, STOPPED)
-            raise
-        except Exception:
-            log.exception("request %s: posting the answer failed", question.request_id)
-            failed = texts.broken(question.request_id)
-            await _last_word(reply, failed, LAST_WORD_PATIENCE)  # unless shown already
-            outcome = "failed"
-        await self.feedback.answered(question, reply)  # if an answer was shown
-        log.info(
-            "request %s: %s after %.1f s (%d history turns)",
-            question.request_id,
-            outcome,
-            time.monotonic() - started,
-            len(question.history) // 2,
-        )
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in the background, keeping a reference until it ends."""
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("discord: a question failed unexpectedly", exc_info=error)
-
-
-async def _last_word(
-    reply: OutboxReply[Any], text: str, timeout: float = LAST_WORD_TIMEOUT
-) -> None:
-    """Tell the asker why there is no answer, unless the answer is already shown (then a failure
-    came after it, posting the thinking, and must not overwrite it) or they were told."""
-    if reply.finished:
-        return
-    try:
-        await asyncio.wait_for(reply.fail(text), timeout)
-    except Exception as exc:
-        log.warning("request %s: the asker could not be told (%r)", reply.request_id, exc)
+    async def _answer(
+        self, question: Question, reply: OutboxReply[Any], prepare: Prepare | None = None
+    ) -> None:
+        await serve(self.service, question, reply, prepare=prepare, record=self.feedback.answered)
 
 
 def _can_post(interaction: discord.Interaction) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
 from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
+from bot.core.serving import InFlight, last_word, serve
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
 from bot.slack import limits
@@ -56,7 +56,6 @@ from inference.engine import Message
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-STOPPED = texts.CUT_SHORT  # an answer in flight when the bot stopped
 CANNOT_POST = (
     "I can't post in this conversation. Invite me to the channel (`/invite @HuatuoGPT`) "
     "or ask me in a direct message."
@@ -78,7 +77,6 @@ def usage(command: str) -> str:
 
 SETTLE_TIMEOUT = 10.0  # seconds a progress edit in flight may take before the answer goes anew
 HISTORY_PATIENCE = 30.0  # seconds of retries to read a thread before the asker is told
-LAST_WORD_PATIENCE = 120.0  # seconds to tell an asker why there is no answer (10 when stopping)
 
 
 def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
@@ -143,10 +141,11 @@ class SlackAdapter:
         self.app.event("message")(self._on_message)
         self.app.command(command)(self._on_command)
         self.app.action(STOP_ACTION)(self._on_stop)
+        self.work = InFlight("slack")  # answers and quiz work, after their event's ack
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
         if quizzes is None:
             quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
-        self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self._spawn)
+        self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self.work.spawn)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
         self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
@@ -154,7 +153,6 @@ class SlackAdapter:
         self._accepting = False
         self._seen = RecentIds()
         self._answered = RecentIds(ttl=7 * 24 * 3600.0)  # threads with our answers (channel ts)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._socket: AsyncSocketModeHandler | None = None
         if not self.socket_mode:
             if web_app is None:
@@ -188,7 +186,7 @@ class SlackAdapter:
     @property
     def in_flight(self) -> int:
         """Answers being worked on (after their event was acknowledged)."""
-        return len(self._tasks)
+        return len(self.work)
 
     async def stop(self, grace: float | None = None) -> None:
         """Take no new events; give answers in flight `grace` s (default `stop_grace`), then
@@ -199,14 +197,8 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        if not self._tasks:
-            return
-        grace = self.stop_grace if grace is None else grace
-        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        log.info("slack: stopped (%d answer(s) cut short)", len(pending))
+        cut = await self.work.stop(self.stop_grace if grace is None else grace)
+        log.info("slack: stopped (%d answer(s) cut short)", cut)
 
     # ---- input side: decide, then hand off ------------------------------------------------------
     async def _http_events(self, request: web.Request) -> web.Response:
@@ -235,13 +227,13 @@ class SlackAdapter:
         bot = self._identity_if_new(body)
         trigger = mention_trigger(event, bot) if bot else None
         if bot and trigger and not self.quiz.intercepts(trigger):
-            self._spawn(self._answer(trigger, bot), body.get("event_id"))
+            self.work.spawn(self._answer(trigger, bot), body.get("event_id"))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         bot = self._identity_if_new(body)
         trigger = message_trigger(event, bot) if bot else None
         if bot and trigger and not self.quiz.intercepts(trigger):
-            self._spawn(self._answer(trigger, bot), body.get("event_id"))
+            self.work.spawn(self._answer(trigger, bot), body.get("event_id"))
 
     async def _on_command(
         self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
@@ -254,9 +246,9 @@ class SlackAdapter:
             return
         await ack()
         if text.lower() == "quiz":
-            self._spawn(self._start_quiz(command, respond), command.get("trigger_id"))
+            self.work.spawn(self._start_quiz(command, respond), command.get("trigger_id"))
             return
-        self._spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
+        self.work.spawn(self._ask_in_channel(command, respond, bot), command.get("trigger_id"))
 
     async def _on_stop(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         """The Stop button under an answer being written: for its asker and the admins."""
@@ -265,7 +257,7 @@ class SlackAdapter:
         result = self.service.stops.stop(action.get("value", ""), user)
         if result != "stopped":
             text = texts.STOP_NOT_ALLOWED if result == "not allowed" else texts.STOP_FINISHED
-            self._spawn(self.delivery.whisper(channel, user, to_mrkdwn(text)), None)
+            self.work.spawn(self.delivery.whisper(channel, user, to_mrkdwn(text)), None)
 
     async def _start_quiz(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
         """`/huatuo quiz`, for those the allow-lists and the rate limit let start one here."""
@@ -282,16 +274,6 @@ class SlackAdapter:
     async def post_quiz(self, channel: str) -> None:
         """Post a case-of-the-day quiz into `channel` (the scheduler calls this)."""
         await self.quiz.post_case_of_the_day(channel)
-
-    def _spawn(self, work: Coroutine[Any, Any, None], source: str | None) -> None:
-        task = asyncio.create_task(work, name=f"slack-answer-{source}")
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("slack: %s failed unexpectedly", task.get_name(), exc_info=error)
 
     # ---- the answer, after the ack --------------------------------------------------------------
     async def _ask_in_channel(
@@ -319,42 +301,26 @@ class SlackAdapter:
         await self._answer(trigger, bot, asked)
 
     async def _answer(self, trigger: Trigger, bot: Identity, asked: Question | None = None) -> None:
-        """Placeholder (when the budget allows), history, service, delivery; errors and stops end
-        as a message to the asker. `asked`: the question as already screened (a slash command),
-        else made from `trigger`."""
-        started = time.monotonic()
-        where = _where(trigger.channel, trigger.thread_ts)
+        """Placeholder (when the budget allows), history, service, delivery. `asked`: the
+        question as already screened (a slash command), else made from `trigger`."""
         if asked is None:
             groups = await self.usergroups.of(trigger.user)
+            where = _where(trigger.channel, trigger.thread_ts)
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
-        logs.request_id.set(asked.request_id)  # on this task's log records from here on
         reply = self.delivery.reply(
             trigger.channel, trigger.thread_ts, asked.request_id, stoppable=True
         )
         if trigger.origin != "follow-up":
             reply.start()  # a courtesy: the question goes on whether or not it lands
-        question: Question | None = asked
-        try:
-            question = await self._with_history(trigger, bot, asked, reply)
-            if question is None:
-                return
-            outcome = await self.service.answer(question, reply)
-        except asyncio.CancelledError:
-            if reply.started and not reply.finished:  # not in a thread that is not ours
-                await _quietly(lambda: reply.fail(STOPPED))
-            raise
-        except Exception:
-            log.exception("request %s: answering failed", asked.request_id)
-            if not reply.finished:  # never overwrite an answer already shown
-                failed = texts.broken(asked.request_id)
-                await _quietly(lambda: reply.fail(failed), LAST_WORD_PATIENCE)
-            outcome = "failed"
+        await serve(
+            self.service,
+            asked,
+            reply,
+            prepare=lambda: self._with_history(trigger, bot, asked, reply),
+            record=self.feedback.answered,
+        )
         if reply.shown:
             self._answered.first_time(f"{trigger.channel} {trigger.thread_ts}")
-        await self.feedback.answered(question or asked, reply)
-        log.info(
-            "request %s: %s after %.1f s", asked.request_id, outcome, time.monotonic() - started
-        )
 
     async def _with_history(
         self, trigger: Trigger, bot: Identity, asked: Question, reply: OutboxReply[str]
@@ -366,7 +332,7 @@ class SlackAdapter:
             replies = await self._replies(trigger)
             ours = f"{trigger.channel} {trigger.thread_ts}" in self._answered
             if replies is None and (ours or trigger.origin != "follow-up"):
-                await _quietly(lambda: reply.fail(texts.HISTORY_UNREADABLE), LAST_WORD_PATIENCE)
+                await last_word(reply, texts.HISTORY_UNREADABLE)
                 return None
             theirs = replies is not None and not bot_answered(replies, bot)
             if replies is None or (trigger.origin == "follow-up" and theirs):
