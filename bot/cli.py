@@ -18,12 +18,12 @@ from bot import console, logs
 from bot.config import ConfigError, Settings
 from bot.core.admission import Admission
 from bot.core.service import AnswerService
-from bot.engines import make_engine, model_spec, remote_engine
 from bot.evaluation import command as evaluation
 from bot.feedback import database, summary
 from bot.quiz.registry import load_bank
-from bot.runner import PLATFORMS, configured_platforms, make_service, serve
+from bot.runner import PLATFORMS, configured_platforms, serve
 from bot.web import address
+from bot.wiring import daily_posts, make_engine, make_service, model_spec, remote_engine
 from inference.loading import ModelNotFound
 from inference.remote import ModelServerError, served_models
 
@@ -224,7 +224,7 @@ def _check_quizzes(settings: Settings) -> list[str]:
         skipped = f" ({len(bank.problems)} bad row(s) skipped; the first, line {first})"
     count = f"{len(bank)} question{'s' * (len(bank) != 1)}"
     print(f"✓ quiz bank: {count} from {bank.name}{skipped}")
-    for entry in settings.case_of_the_day_entries:
+    for entry in daily_posts(settings):
         print(f"✓ case of the day: {entry}")
     return []
 

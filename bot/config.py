@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.core.admission import AccessPolicy, Admission
-from bot.quiz.schedule import DailyPost, parse_schedule
-from inference.engine import SamplingParams
-from inference.thinking import default_budget
+from bot.core.errors import ConfigError
+from bot.quiz.schedule import parse_schedule
+
+__all__ = ["ConfigError", "Settings"]  # ConfigError lives in bot.core.errors, for every layer
 
 
 def _split_ids(value: object) -> object:
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(2048, ge=1, le=32768, validation_alias="HUATUO_MAX_NEW_TOKENS")
     # Unset: HUATUO_MAX_NEW_TOKENS less 512, at least half of it (inference/thinking.py); 0: off.
     thinking_budget: int | None = Field(None, ge=0, validation_alias="HUATUO_THINKING_BUDGET")
-    # Unset: on for HuatuoGPT-o1 models and the built-in one (bot/engines.py).
+    # Unset: on for HuatuoGPT-o1 models and the built-in one (bot/wiring.py).
     prefill_thinking: bool | None = Field(None, validation_alias="HUATUO_PREFILL_THINKING")
     temperature: float = Field(0.5, ge=0.0, le=2.0, validation_alias="HUATUO_TEMPERATURE")
     top_p: float = Field(0.9, gt=0.0, le=1.0, validation_alias="HUATUO_TOP_P")
@@ -181,41 +181,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def case_of_the_day_entries(self) -> tuple[DailyPost, ...]:
-        """HUATUO_CASE_OF_THE_DAY as parsed entries (validated when the settings were read)."""
-        return parse_schedule(self.case_of_the_day)
-
-    @property
     def redact_before_sending(self) -> bool:
         """Redact identifiers from what the engine gets: on, and the engine is a remote server."""
         return self.redact_phi and self.backend == "openai"
-
-    def admission(self) -> Admission:
-        """The allow-lists of both platforms and the per-person rate limit."""
-        slack = AccessPolicy(
-            channels=self.slack_allowed_channels,
-            users=self.slack_allowed_users,
-            groups=self.slack_allowed_usergroups,
-            admins=self.slack_admins,
-            allow_dms=self.allow_direct_messages,
-        )
-        discord = AccessPolicy(
-            channels=self.discord_allowed_channels,
-            users=self.discord_allowed_users,
-            groups=self.discord_allowed_roles,
-            guilds=self.discord_allowed_guilds,
-            admins=self.discord_admins,
-            allow_dms=self.allow_direct_messages,
-        )
-        return Admission({"slack": slack, "discord": discord}, self.rate_limit, self.rate_window)
-
-    @property
-    def sampling(self) -> SamplingParams:
-        budget = self.thinking_budget
-        if budget is None:
-            budget = default_budget(self.max_new_tokens)
-        return SamplingParams(self.max_new_tokens, self.temperature, self.top_p, budget)
-
-
-class ConfigError(Exception):
-    """The settings cannot work; the message says which one and how to fix it."""

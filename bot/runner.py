@@ -12,15 +12,14 @@ from typing import Any
 
 from bot.config import ConfigError, Settings
 from bot.core.adapter import Adapter
-from bot.core.admission import Admission
 from bot.core.service import AnswerService
-from bot.engines import make_engine
-from bot.feedback.store import FeedbackStore, open_store
+from bot.feedback.store import FeedbackStore
 from bot.instance import single_instance
 from bot.metrics import Metrics
 from bot.quiz.registry import Quizzes, load_bank
 from bot.quiz.schedule import CaseOfTheDay, Poster
 from bot.web import WebServer, create_web_app
+from bot.wiring import daily_posts, make_engine, make_service, open_store, sampling
 from inference.engine import BatchEngine
 from inference.remote import RemoteEngine
 
@@ -36,26 +35,6 @@ def configured_platforms(settings: Settings) -> list[str]:
     if settings.discord_bot_token:
         found.append("discord")
     return found
-
-
-def make_service(
-    settings: Settings,
-    engine: BatchEngine | RemoteEngine,
-    metrics: Metrics | None = None,
-    admission: Admission | None = None,
-) -> AnswerService:
-    """The service with the settings' sampling, limits and privacy; `admission` defaults to the
-    chat platforms' allow-lists and rate limit."""
-    return AnswerService(
-        engine,
-        settings.sampling,
-        system_prompt=settings.system_prompt,
-        max_question_chars=settings.max_question_chars,
-        answer_timeout=settings.answer_timeout,
-        redact_phi=settings.redact_before_sending,
-        metrics=metrics,
-        admission=admission or settings.admission(),
-    )
 
 
 def make_adapters(
@@ -177,7 +156,7 @@ async def _serve(
     readiness = Readiness(engine)
     web_app = create_web_app(readiness, metrics.registry, settings.metrics_token)
     service = make_service(settings, engine, metrics)
-    quizzes = Quizzes.from_settings(settings, engine, settings.sampling, bank)
+    quizzes = Quizzes.from_settings(settings, engine, sampling(settings), bank)
     adapters = make_adapters(settings, service, platforms, web_app, feedback, quizzes)
     readiness.adapters = adapters
     metrics.watch_delivery([a.outbox for a in adapters if hasattr(a, "outbox")])  # type: ignore[attr-defined]
@@ -189,7 +168,7 @@ async def _serve(
         for adapter in adapters:
             await adapter.start()
             started.append(adapter)
-        cases = CaseOfTheDay(settings.case_of_the_day_entries, quiz_posters(started))
+        cases = CaseOfTheDay(daily_posts(settings), quiz_posters(started))
         schedule = asyncio.create_task(cases.run(), name="case-of-the-day")
         log.info("serving %s with model %s", ", ".join(platforms), engine.model_name)
         await stop.wait()

@@ -7,6 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from bot import wiring
 from bot.config import Settings
 from bot.core import texts
 from bot.core.admission import AccessPolicy, Admission, RateLimiter
@@ -122,7 +123,7 @@ def test_settings_read_comma_or_space_separated_ids(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SLACK_ALLOWED_CHANNELS", "C1, C2  C3")
     monkeypatch.setenv("DISCORD_ALLOWED_ROLES", "")
     monkeypatch.setenv("HUATUO_RATE_LIMIT", "4")
-    admission = Settings(_env_file=None).admission()
+    admission = wiring.make_admission(Settings(_env_file=None))
     assert admission.policy("slack").channels == {"C1", "C2", "C3"}
     assert admission.policy("discord").groups == frozenset()
     assert admission.limiter.limit == 4

@@ -13,8 +13,9 @@ import pytest
 from bot.cli import main
 from bot.config import ConfigError, Settings
 from bot.core.events import Answer, ConversationRef, Question
-from bot.feedback.store import FeedbackStore, Reaction, open_store
+from bot.feedback.store import FeedbackStore, Reaction
 from bot.runner import serve
+from bot.wiring import open_store
 from inference.scripted import ScriptedEngine
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import (

@@ -18,8 +18,9 @@ import pytest
 from bot.config import ConfigError, Settings
 from bot.core.events import Answer, ConversationRef, Question
 from bot.feedback.database import problem
-from bot.feedback.store import FeedbackStore, Reaction, open_store
+from bot.feedback.store import FeedbackStore, Reaction
 from bot.metrics import Metrics
+from bot.wiring import open_store
 from inference.scripted import ScriptedEngine
 from tests.test_discord import until
 from tests.test_feedback import query, ratings

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.wiring import sampling
 from inference.reasoning import (
     FINAL_HEADER,
     THINKING_HEADER,
@@ -157,6 +158,6 @@ def test_the_default_budget_leaves_512_tokens_to_the_answer_and_at_least_half_to
     max_new_tokens, budget
 ):
     settings = Settings(_env_file=None, HUATUO_MAX_NEW_TOKENS=str(max_new_tokens))
-    assert settings.sampling.thinking_budget == budget == default_budget(max_new_tokens)
-    assert Settings(_env_file=None, HUATUO_THINKING_BUDGET="0").sampling.thinking_budget == 0
-    assert Settings(_env_file=None, HUATUO_THINKING_BUDGET="").sampling.thinking_budget == 1536
+    assert sampling(settings).thinking_budget == budget == default_budget(max_new_tokens)
+    assert sampling(Settings(_env_file=None, HUATUO_THINKING_BUDGET="0")).thinking_budget == 0
+    assert sampling(Settings(_env_file=None, HUATUO_THINKING_BUDGET="")).thinking_budget == 1536

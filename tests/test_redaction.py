@@ -6,7 +6,7 @@ import pytest
 
 from bot.config import Settings
 from bot.core.redaction import redact
-from bot.runner import make_service
+from bot.wiring import make_service
 from inference.scripted import ScriptedEngine
 
 REDACTED = [

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 from yarl import URL
 
-from bot import engines
+from bot import wiring
 from bot.cli import main
 from bot.config import Settings
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK
@@ -252,7 +252,7 @@ async def test_a_refused_request_fails_at_once_and_a_failing_server_after_the_re
 
 async def test_a_server_that_goes_quiet_mid_answer_fails_after_the_idle_timeout() -> None:
     async with ScriptedServer(stall=True) as server:  # silent after the first word, for good
-        engine = engines.remote_engine(
+        engine = wiring.remote_engine(
             Settings(
                 _env_file=None,
                 HUATUO_BACKEND="openai",
@@ -273,7 +273,7 @@ async def test_a_server_that_goes_quiet_mid_answer_fails_after_the_idle_timeout(
 
 def test_the_idle_timeout_is_two_minutes_unless_set_and_must_be_positive() -> None:
     settings = Settings(_env_file=None, openai_base_url="http://gpu:8000", openai_model="m")
-    assert engines.remote_engine(settings).read_timeout == 120
+    assert wiring.remote_engine(settings).read_timeout == 120
     with pytest.raises(ValidationError, match="HUATUO_OPENAI_IDLE_TIMEOUT"):
         Settings(_env_file=None, HUATUO_OPENAI_IDLE_TIMEOUT="0")
 
@@ -438,7 +438,7 @@ async def test_a_capped_thinking_the_server_will_not_continue_ends_as_a_thinking
 def test_the_thinking_header_is_written_for_huatuogpt_o1_unless_set_otherwise() -> None:
     def prefills(**env: str) -> bool:
         settings = Settings(_env_file=None, openai_base_url="http://gpu:8000", **env)
-        return engines.remote_engine(settings).prefill_thinking
+        return wiring.remote_engine(settings).prefill_thinking
 
     assert prefills(openai_model=HUATUO_7B)
     assert not prefills(openai_model="meta-llama/Llama-3.1-8B-Instruct")

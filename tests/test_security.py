@@ -16,7 +16,7 @@ from aiohttp import web
 from bot import logs
 from bot.cli import main
 from bot.config import ConfigError, Settings
-from bot.engines import remote_engine
+from bot.wiring import remote_engine
 from inference.remote import RemoteEngine, mask_urls
 from tests.fakes.slack import app_mention_event, event_callback, signed_request, slash_command
 from tests.test_slack import SECRET, running

@@ -13,11 +13,11 @@ from typing import Any
 from tqdm import tqdm
 
 from bot.config import Settings
-from bot.engines import make_engine
 from bot.evaluation.results import Result, load_results
 from bot.evaluation.runner import Engine, describe, run_items
 from bot.evaluation.scoring import render, summarize
 from bot.quiz.item import QuizItem, read_items
+from bot.wiring import make_engine, sampling
 
 
 def _positive(text: str) -> int:
@@ -98,7 +98,7 @@ async def _run(
     try:
         concurrency = args.concurrency or settings.max_batch
         results = await run_items(
-            engine, todo, settings.sampling, setup, concurrency, record, args.store_text
+            engine, todo, sampling(settings), setup, concurrency, record, args.store_text
         )
         return results, time.monotonic() - started
     finally:
@@ -122,8 +122,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if not items:
         return _fail(f"no valid items in {args.dataset}")
     engine = make_engine(settings)  # not started (no model loaded) until there is work
-    model, sampling = getattr(engine, "model_name", settings.model), settings.sampling
-    setup = describe(model, sampling)
+    model, params = getattr(engine, "model_name", settings.model), sampling(settings)
+    setup = describe(model, params)
     previous = _previous(args, items, setup)
     if isinstance(previous, str):
         return _fail(previous)
@@ -140,9 +140,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         "model": model,
         "dataset": str(args.dataset),
         "sampling": {
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_new_tokens": sampling.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_new_tokens": params.max_new_tokens,
         },
         "skipped_rows": len(problems),
         "items_run": len(todo),

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from bot.config import ConfigError, Settings
+from bot.core.errors import ConfigError
 from bot.core.events import Answer, Platform, Question
 from bot.feedback.backlog import Backlog
 from bot.feedback.database import BUSY_TIMEOUT, connect, unusable
@@ -195,15 +195,3 @@ class FeedbackStore:
             (request_id, reaction.user_id, reaction.emoji),
         )
         return request_id
-
-
-def open_store(settings: Settings, busy_timeout: float = BUSY_TIMEOUT) -> FeedbackStore | None:
-    """The store HUATUO_FEEDBACK_DB names, or None when it is empty (feedback off)."""
-    path = settings.feedback_db.strip()
-    if not path:
-        log.info("feedback: off (HUATUO_FEEDBACK_DB is empty)")
-        return None
-    store = FeedbackStore(path, store_text=settings.store_text, busy_timeout=busy_timeout)
-    text = "with" if settings.store_text else "without"
-    log.info("feedback: recording answers and ratings in %s, %s message text", path, text)
-    return store
