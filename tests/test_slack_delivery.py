@@ -164,7 +164,7 @@ async def test_the_emergency_notice_survives_a_failed_post(scripted_engine: Scri
         question = await bot.mention(text)
         await bot.idle(timeout=60)
         notice, answer, thinking = shown(bot, question)
-    assert notice.startswith(f"{NOTICE_MARK} *This may be an emergency.*")
+    assert notice.startswith(f"{NOTICE_MARK} **This may be an emergency.**")
     assert answer == f"Answer to: {text}\n\n{DISCLAIMER}"
     assert thinking.startswith(THINKING_MARK)
 

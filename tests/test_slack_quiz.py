@@ -188,10 +188,10 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
             "2 of 3 learners chose the correct answer.\n\n_Question from a test bank._"
         )
         assert model == (
-            "*The model's answer* (it chose B: correct):\n\nThe answer is *B. Vitamin C*."
+            "**The model's answer** (it chose B: correct):\n\nThe answer is **B. Vitamin C**."
             f"\n\n{DISCLAIMER}"
         )
-        assert thinking == f"{THINKING_MARK} *Thinking*\n{THINKING}"
+        assert thinking == f"{THINKING_MARK} **Thinking**\n{THINKING}"
 
         before = len(bot.slack.calls)
         await quiz.reveal("U1")  # a second reveal does nothing
@@ -226,7 +226,7 @@ async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> 
             "this thread when it is."
         )
         engine.release.set()
-        await eventually(lambda: quiz.thread()[1].startswith("*The model's answer*"))
+        await eventually(lambda: quiz.thread()[1].startswith("**The model's answer**"))
         assert len(quiz.thread()) == 2, "the note became the explanation"
         assert "(it chose B: correct):\n\nThe answer is B." in quiz.thread()[1]
 
@@ -405,5 +405,5 @@ async def test_a_quiz_under_slacks_limits_and_faults_is_posted_counted_and_revea
         reveal, model, thinking = quiz.thread()
         assert [m for m in bot.slack.messages if m.blocks and m.thread_ts is None] == [quiz.current]
     assert reveal.startswith(f"{POSED_MARK} *The correct answer is B: Vitamin C*")
-    assert "*B. Vitamin C*" in model and thinking.startswith(THINKING_MARK)
+    assert "**B. Vitamin C**" in model and thinking.startswith(THINKING_MARK)
     assert bot.slack.rate_limited("chat.update") >= 1 and any(c.lost for c in bot.slack.calls)

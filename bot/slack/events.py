@@ -124,7 +124,8 @@ def thread_history(
     """Earlier questions and final answers of a thread, oldest first, before message `before`.
 
     The bot's own messages count only as final answers (with `footer` removed), or as the
-    question a slash command posted; its thinking, placeholders, notices and files are skipped.
+    question a slash command posted; its thinking, placeholders, notices and files are skipped,
+    known by the role in their metadata (messages without one: by their mark).
     Consecutive turns of one role are joined.
     """
     turns: list[Message] = []
@@ -151,12 +152,18 @@ def _turn(message: Event, bot: Identity, footer: str) -> Message | None:
             return Message("user", re.sub(r"(?m)^> ?", "", quoted).strip())
         if text.startswith(POSED_MARK):  # a quiz or its reveal: the model's explanation follows
             return Message("user", unescape(text.removeprefix(POSED_MARK)).strip())
-        if text.startswith(OWN_MARKS):
+        if _role(message) not in (None, "", "answer") or text.startswith(OWN_MARKS):
             return None
         return Message("assistant", unescape(text.removesuffix(footer)).strip())
     if _from_person(message, bot):
         return Message("user", question_text(text, bot.user_id))
     return None
+
+
+def _role(message: Event) -> str | None:
+    """The role the bot gave its message in the metadata (answer, thinking, ...), if any."""
+    payload = (message.get("metadata") or {}).get("event_payload") or {}
+    return payload.get("role") if isinstance(payload, Mapping) else None
 
 
 def bot_answered(messages: Iterable[Event], bot: Identity) -> bool:

@@ -1,9 +1,11 @@
 """One question's messages in Slack: a placeholder in the thread, edited into the answer.
 
-The bot's messages that are not final answers start with a mark, so a thread can be read back
-as history (questions and final answers only) without extra API scopes or metadata. Every
-message the bot posts carries metadata with its own id: after a post whose response was lost,
-the thread says whether it landed, so nothing is posted twice.
+Answers and thinking are `markdown` blocks (bot/slack/markdown.py), with the same text as the
+plain-text fallback. Every message the bot posts carries metadata with its role (answer,
+thinking, progress...), and its own id: the thread is read back as history (questions and final
+answers only) by role, and after a post whose response was lost, the thread says whether it
+landed, so nothing is posted twice. Messages that are not final answers also start with a mark,
+which older messages (without a role) are read by.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from bot.core.events import Answer
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.reply import LIVE, OutboxReply, Role, Send
 from bot.core.splitting import split_text, utf8_size
+from bot.slack.feedback import feedback_block
 from bot.slack.limits import method_bucket, post_bucket
-from bot.slack.mrkdwn import close_open_fence, escape, to_mrkdwn
+from bot.slack.markdown import markdown_block, safe_markdown
+from bot.slack.mrkdwn import close_open_fence, escape
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,8 @@ NOTICE_MARK = ":rotating_light:"  # an emergency notice, above the answer
 OWN_MARKS = (PROGRESS_MARK, THINKING_MARK, FAIL_MARK, NOTICE_MARK)
 PLACEHOLDER = f"{PROGRESS_MARK} {texts.PLACEHOLDER}"
 STOP_ACTION = "huatuo_stop"  # the Stop button under an answer being written; value: request id
-SECTION_LIMIT = 3000  # characters of a section block's text
 WHISPER_PATIENCE = 30.0  # seconds a private message is retried: past that it is moot
-METADATA_TYPE = "huatuo_message"  # our messages' metadata: {"id": <the write's own id>}
+METADATA_TYPE = "huatuo_message"  # our messages' metadata: {"id": <its write's id>, "role": ...}
 MARKS: dict[Role, str] = {
     "placeholder": PROGRESS_MARK,
     "progress": PROGRESS_MARK,
@@ -65,7 +68,7 @@ class ReplyStyle:
     @property
     def footer(self) -> str:
         """The disclaimer as it ends an answer message."""
-        return to_mrkdwn(self.disclaimer)
+        return safe_markdown(self.disclaimer)
 
 
 class SlackPoster:
@@ -77,10 +80,11 @@ class SlackPoster:
         self.channel = channel
         self.thread_ts = thread_ts
 
-    def post(self, text: str, label: str, **fields: Any) -> Write[str]:
-        """Post `text` (mrkdwn); the write's result is the new message's ts."""
+    def post(self, text: str, label: str, role: str = "", **fields: Any) -> Write[str]:
+        """Post `text` (mrkdwn, or the fallback of `blocks`) as a message of `role`; the write's
+        result is the new message's ts."""
         tag = uuid.uuid4().hex
-        metadata = {"event_type": METADATA_TYPE, "event_payload": {"id": tag}}
+        metadata = {"event_type": METADATA_TYPE, "event_payload": {"id": tag, "role": role}}
 
         async def attempt() -> str:
             response = await self.client.chat_postMessage(
@@ -96,8 +100,11 @@ class SlackPoster:
 
         return Write(label, attempt, (post_bucket(self.channel),), lambda: self.find(tag))
 
-    def edit(self, ts: str, text: str, label: str, **fields: Any) -> Write[str]:
-        """Change message `ts` to `text` (an edit made twice is the same edit)."""
+    def edit(self, ts: str, text: str, label: str, role: str = "", **fields: Any) -> Write[str]:
+        """Change message `ts` to `text`, a message of `role` now (an edit made twice is the
+        same edit)."""
+        if role:
+            fields["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {"role": role}}
 
         async def attempt() -> str:
             await self.client.chat_update(channel=self.channel, ts=ts, text=text, **fields)
@@ -156,35 +163,37 @@ class SlackSurface:
         self.progress_interval = style.edit_interval
         self.detours = True
         self.thinking_messages = style.thinking_messages
+        self._last_part: str | None = None  # the answer's last message: feedback goes under it
 
     def show(self, text: str, role: Role, target: str | None = None) -> Write[str]:
         if role in MARKS:
-            text = f"{MARKS[role]} {to_mrkdwn(text)}"
-        if role in LIVE and self.stoppable:  # in a section, so that Stop can sit below it
-            blocks = stop_blocks(text, self.request_id)
-        else:  # an edit takes the Stop button away
-            blocks = None if target is None else []
+            text = f"{MARKS[role]} {safe_markdown(text)}"
+        blocks = [markdown_block(text)]
+        if role in LIVE and self.stoppable:  # an edit to any other role takes Stop away
+            blocks.append(stop_actions(self.request_id))
+        elif role == "answer" and text == self._last_part:
+            blocks.append(feedback_block())
         if target is None:
-            return self.poster.post(text, f"post {role}", blocks=blocks)
-        return self.poster.edit(target, text, f"edit to {role}", blocks=blocks)
+            return self.poster.post(text, f"post {role}", role, blocks=blocks)
+        return self.poster.edit(target, text, f"edit to {role}", role, blocks=blocks)
 
     def remove(self, target: str) -> Write[object]:
         return self.poster.delete(target)
 
     def answer_parts(self, answer: Answer) -> list[str]:
-        shown = dataclasses.replace(answer, answer=close_open_fence(answer.answer))
-        text = to_mrkdwn(texts.answer_text(shown, self.style.disclaimer))
-        return split_text(text, self.style.limit, utf8_size)
+        parts = split_text(answer_markdown(answer, self.style), self.style.limit, utf8_size)
+        self._last_part = parts[-1]
+        return parts
 
     def draft_parts(self, answer: str) -> list[str]:
-        text = to_mrkdwn(texts.draft_text(close_open_fence(answer)))
-        return split_text(text, min(self.style.limit, SECTION_LIMIT), utf8_size)
+        text = safe_markdown(texts.draft_text(close_open_fence(answer)))
+        return split_text(text, self.style.limit, utf8_size)
 
     def thinking_parts(self, thinking: str, title: str) -> list[str]:
         """Titled and numbered messages, marked as the model's reasoning."""
-        heading = f"{THINKING_MARK} *{title}*"
+        heading = f"{THINKING_MARK} **{title}**"
         room = self.style.limit - utf8_size(heading) - 16  # title, part counter, newline
-        parts = split_text(to_mrkdwn(thinking), room, utf8_size)
+        parts = split_text(safe_markdown(thinking), room, utf8_size)
         if len(parts) == 1:
             return [f"{heading}\n{parts[0]}"]
         return [f"{heading} ({n}/{len(parts)})\n{part}" for n, part in enumerate(parts, start=1)]
@@ -193,9 +202,10 @@ class SlackSurface:
         return False  # the thread is the thinking's place already
 
     def think(self, text: str, target: str | None = None) -> Write[str]:
+        blocks = [markdown_block(text)]
         if target is None:
-            return self.poster.post(text, "post thinking")
-        return self.poster.edit(target, text, "edit thinking")
+            return self.poster.post(text, "post thinking", "thinking", blocks=blocks)
+        return self.poster.edit(target, text, "edit thinking", "thinking", blocks=blocks)
 
     async def attach_thinking(self, send: Send, thinking: str, title: str) -> bool:
         """The thinking as a file in the thread; False when Slack will not take files."""
@@ -229,18 +239,21 @@ class SlackSurface:
             return False
 
 
-def stop_blocks(text: str, request_id: str) -> list[dict[str, Any]]:
-    """`text` (mrkdwn) with a Stop button below it for the answer `request_id`."""
+def answer_markdown(answer: Answer, style: ReplyStyle) -> str:
+    """The whole answer message (final response, notes, disclaimer), made safe."""
+    shown = dataclasses.replace(answer, answer=close_open_fence(answer.answer))
+    return safe_markdown(texts.answer_text(shown, style.disclaimer))
+
+
+def stop_actions(request_id: str) -> dict[str, Any]:
+    """The Stop button for the answer `request_id`, to go below the text being written."""
     button = {
         "type": "button",
         "action_id": STOP_ACTION,
         "text": {"type": "plain_text", "text": texts.STOP},
         "value": request_id,
     }
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "actions", "block_id": "huatuo-stop", "elements": [button]},
-    ]
+    return {"type": "actions", "block_id": "huatuo-stop", "elements": [button]}
 
 
 @dataclass(frozen=True)
