@@ -8,6 +8,15 @@ The real slack_sdk / slack_bolt clients talk to it over HTTP and WebSocket on 12
 By default it never says no on its own. `FakeSlack(limits=SlackLimits())` enforces Slack's rate
 limits (per-channel posts, method tiers); `fail_next`, `error_next`, `lose_next`, `stall_next` and
 `fault_rate` inject the faults the real service has (errors, lost responses, slow answers).
+
+Slack's AI app surface is there as Slack documents it: `assistant.threads.setStatus` (a loading
+status, dropped after `status_ttl` s or when the bot writes in the thread),
+`assistant.threads.setSuggestedPrompts` (1 to 4 prompts), and native streaming
+(`chat.startStream` / `appendStream` / `stopStream`: `thread_ts` always, the recipient in
+channels, at most 12,000 characters of `markdown_text` per call, valid chunks, and a stream that
+Slack closes `stream_timeout` s after it started: `message_not_in_streaming_state`). Without
+`ai_features` (a plan without them) these methods answer `feature_not_enabled` (a stand-in: Slack
+does not document the error); a method in `unsupported` answers `unknown_method`.
 """
 
 from __future__ import annotations
@@ -69,6 +78,26 @@ METHOD_TIERS: dict[str, int] = {
 }
 _POSTS = ("chat.postMessage", "files.completeUploadExternal")  # count against a channel's posts
 _SERVER_ERRORS = {"500": "internal_error", "503": "service_unavailable"}
+AI_METHODS = frozenset(
+    {
+        "assistant.threads.setStatus",
+        "assistant.threads.setSuggestedPrompts",
+        "chat.startStream",
+        "chat.appendStream",
+        "chat.stopStream",
+    }
+)
+MARKDOWN_LIMIT = 12_000  # characters of markdown_text (or of a markdown_text chunk) per call
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+
+
+@dataclass
+class Status:
+    """An assistant thread's loading status as last set."""
+
+    status: str
+    loading_messages: list[str]
+    at: float  # monotonic
 
 
 @dataclass
@@ -140,6 +169,9 @@ class Message:
     files: list[str] = field(default_factory=list)
     reactions: list[str] = field(default_factory=list)
     metadata: Params | None = None  # {"event_type": str, "event_payload": {...}}
+    streaming: bool = False  # a native stream still being written
+    stream_started: float = 0.0  # monotonic time of chat.startStream
+    tasks: dict[str, Params] = field(default_factory=dict)  # a stream's task chunks, by id
 
     def as_slack(self, *, metadata: bool = False) -> Params:
         """Render the message the way the Web API returns it; `metadata` (Slack's
@@ -301,6 +333,12 @@ class FakeSlack:
         self.files: dict[str, File] = {}
         self.acks: list[Params] = []
         self.usergroups: dict[str, list[str]] = {}  # user group id -> member user ids
+        self.ai_features = True  # the workspace's plan has Slack's AI features
+        self.unsupported: set[str] = set()  # methods answered unknown_method
+        self.stream_timeout = 300.0  # seconds after which Slack closes a stream
+        self.status_ttl = 120.0  # seconds a loading status shows without a message
+        self.statuses: dict[tuple[str, str], Status] = {}  # (channel, thread_ts) -> status
+        self.suggested: dict[tuple[str, str | None], list[Params]] = {}  # prompts set
         self.responses: dict[str, list[Params]] = defaultdict(list)
         self.base_url = ""
         self._messages: dict[tuple[str, str], Message] = {}
@@ -506,8 +544,10 @@ class FakeSlack:
         """Run method `a.bC` as `_api_a_bC(params, token)`: the answer's body and headers."""
         handler: Callable[[Params, str], Params] | None
         handler = getattr(self, "_api_" + method.replace(".", "_"), None)
-        if handler is None:
+        if handler is None or method in self.unsupported:
             return {"ok": False, "error": "unknown_method"}, {}
+        if method in AI_METHODS and not self.ai_features:
+            return {"ok": False, "error": "feature_not_enabled"}, {}
         try:
             result = handler(params, token)
         except _ApiError as e:
@@ -605,7 +645,16 @@ class FakeSlack:
 
     def _store(self, message: Message) -> Message:
         self._messages[(message.channel, message.ts)] = message
+        if message.user == BOT_USER_ID and message.thread_ts:  # the app replied
+            self.statuses.pop((message.channel, message.thread_ts), None)
         return message
+
+    def status(self, channel: str, thread_ts: str) -> str | None:
+        """The loading status people see in a thread now, if any."""
+        status = self.statuses.get((channel, thread_ts))
+        if status is None or time.monotonic() - status.at > self.status_ttl:
+            return None
+        return status.status or None
 
     def _find(self, channel: str, ts: str) -> Message:
         message = self._messages.get((channel, ts))
@@ -649,6 +698,7 @@ class FakeSlack:
         message.text = params.get("text", "")
         message.blocks = params.get("blocks", message.blocks)
         message.edited_ts = self._next_ts()
+        message.streaming, message.tasks = False, {}  # the edit is the whole message now
         return {
             "channel": message.channel,
             "ts": message.ts,
@@ -788,6 +838,91 @@ class FakeSlack:
                 "profile": {"display_name": name, "real_name": name.title()},
             }
         }
+
+    def _api_assistant_threads_setStatus(self, params: Params, token: str) -> Params:
+        channel = _require(params, "channel_id", "channel_not_found")
+        thread = _require(params, "thread_ts", "invalid_thread_ts")
+        loading = params.get("loading_messages") or []
+        if not isinstance(params.get("status"), str) or not isinstance(loading, list):
+            raise _ApiError("invalid_arguments")
+        if len(loading) > 10 or not all(isinstance(m, str) and m for m in loading):
+            raise _ApiError("invalid_arguments")
+        self.statuses[(channel, thread)] = Status(params["status"], loading, time.monotonic())
+        return {}
+
+    def _api_assistant_threads_setSuggestedPrompts(self, params: Params, token: str) -> Params:
+        channel = _require(params, "channel_id", "channel_not_found")
+        prompts = params.get("prompts")
+        valid = isinstance(prompts, list) and 1 <= len(prompts) <= 4
+        if not valid or not all(
+            isinstance(p, dict) and p.get("title") and p.get("message") for p in prompts
+        ):
+            raise _ApiError("invalid_arguments")
+        self.suggested[(channel, params.get("thread_ts"))] = prompts
+        return {}
+
+    def _api_chat_startStream(self, params: Params, token: str) -> Params:
+        channel = _require(params, "channel", "channel_not_found")
+        thread = _require(params, "thread_ts", "invalid_arguments")
+        if not channel.startswith("D"):  # in a channel the text streams to one person
+            _require(params, "recipient_user_id", "invalid_arguments")
+            _require(params, "recipient_team_id", "invalid_arguments")
+        message = Message(channel, self._next_ts(), "", BOT_USER_ID, thread, bot_id=BOT_ID)
+        message.streaming, message.stream_started = True, time.monotonic()
+        _stream_into(message, params)
+        self._store(message)
+        return {"channel": channel, "ts": message.ts}
+
+    def _api_chat_appendStream(self, params: Params, token: str) -> Params:
+        message = self._streaming(params)
+        _stream_into(message, params)
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _api_chat_stopStream(self, params: Params, token: str) -> Params:
+        message = self._streaming(params)
+        _stream_into(message, params)
+        metadata = _check_metadata(params.get("metadata"))
+        if isinstance(params.get("blocks"), list):
+            message.blocks = params["blocks"]
+        message.metadata = metadata or message.metadata
+        message.streaming = False
+        return {"channel": message.channel, "ts": message.ts, "message": message.as_slack()}
+
+    def _streaming(self, params: Params) -> Message:
+        """The message a stream call names, if it is still being streamed."""
+        message = self._find(params.get("channel", ""), params.get("ts", ""))
+        if message.streaming and time.monotonic() - message.stream_started > self.stream_timeout:
+            message.streaming = False  # Slack closed it
+        if not message.streaming:
+            raise _ApiError("message_not_in_streaming_state")
+        return message
+
+
+def _stream_into(message: Message, params: Params) -> None:
+    """Apply a stream call's markdown_text and chunks to `message` (all or nothing)."""
+    text = params.get("markdown_text") or ""
+    chunks = params.get("chunks") or []
+    if len(text) > MARKDOWN_LIMIT:
+        raise _ApiError("msg_too_long")
+    if not isinstance(chunks, list) or not all(_valid_chunk(c) for c in chunks):
+        raise _ApiError("invalid_chunks")
+    message.text += text
+    for chunk in chunks:
+        if chunk["type"] == "markdown_text":
+            message.text += chunk["text"]
+        elif chunk["type"] == "task_update":
+            message.tasks[chunk["id"]] = message.tasks.get(chunk["id"], {}) | chunk
+
+
+def _valid_chunk(chunk: Any) -> bool:
+    if not isinstance(chunk, dict):
+        return False
+    kind = chunk.get("type")
+    if kind == "markdown_text":
+        return isinstance(chunk.get("text"), str) and len(chunk["text"]) <= MARKDOWN_LIMIT
+    if kind == "task_update":
+        return bool(chunk.get("id") and chunk.get("title")) and chunk.get("status") in TASK_STATUSES
+    return kind in ("plan_update", "blocks")
 
 
 async def _read_params(request: web.Request) -> Params:
@@ -951,6 +1086,14 @@ def reaction_event(
     }
 
 
+def app_home_opened_event(
+    tab: str = "messages", *, user: str = "U1", channel: str = "D1"
+) -> Params:
+    """Someone opened the bot's Home or Messages tab (its DM `channel`)."""
+    ts = f"{time.time():.6f}"
+    return {"type": "app_home_opened", "user": user, "channel": channel, "tab": tab, "event_ts": ts}
+
+
 def bot_message_event(
     text: str,
     *,
@@ -1011,9 +1154,11 @@ def block_actions(
     response_url: str,
     user: str = "U1",
     text: str = "",
+    kind: str = "button",
 ) -> Params:
-    """A block_actions payload: `user` clicked the button `action_id` (with `value`) on the
-    stored `message`. Send it as an "interactive" socket envelope, or over HTTP as
+    """A block_actions payload: `user` clicked the button `action_id` (with `value`; `kind`
+    "feedback_buttons" for one of those) on the stored `message`. Send it as an "interactive"
+    socket envelope, or over HTTP as
     signed_request(interactive_form(payload), secret, form=True)."""
     now = f"{time.time():.6f}"
     block_id = next(
@@ -1050,7 +1195,7 @@ def block_actions(
                 "block_id": block_id,
                 "text": {"type": "plain_text", "text": text or value, "emoji": True},
                 "value": value,
-                "type": "button",
+                "type": kind,
                 "action_ts": now,
             }
         ],
