@@ -27,6 +27,7 @@ from bot.metrics import Metrics
 from bot.slack import limits
 from bot.slack.adapter import EVENTS_PATH, SlackAdapter, web_client
 from bot.slack.events import Identity, thread_history
+from bot.slack.markdown import safe_markdown
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
 from bot.slack.reply import (
     FAIL_MARK,
@@ -211,7 +212,7 @@ async def test_mention_is_answered_once_in_its_thread(scripted_engine, mode: Mod
         assert answer.thread_ts == thinking.thread_ts == question
         assert answer.edited_ts, "the placeholder is edited into the answer"
         assert answer.text == f"Answer to: what causes fever?\n\n{DISCLAIMER}"
-        assert thinking.text.startswith(f"{THINKING_MARK} *Thinking*\n")
+        assert thinking.text.startswith(f"{THINKING_MARK} **Thinking**\n")
         assert "The question is: what causes fever?" in thinking.text
         assert bot.slack.calls_to("chat.postMessage")[0].params["text"] == (
             f"{PROGRESS_MARK} Thinking…"
@@ -228,8 +229,8 @@ async def test_direct_message_is_answered_without_a_mention(scripted_engine) -> 
         )
         await bot.idle()
 
-        answer, thinking = bot.bot_messages("D1", ts)
-        assert answer.thread_ts == thinking.thread_ts == ts
+        [answer] = bot.bot_messages("D1", ts)  # streamed natively, the thinking in its step
+        assert answer.thread_ts == ts and "The question is" in answer.tasks["reasoning"]["details"]
         assert answer.text.startswith("Answer to: is 38.5 °C a fever?")
         assert scripted_engine.requests[0].request.messages[-1].content == "is 38.5 °C a fever?"
 
@@ -264,7 +265,7 @@ async def test_an_emergency_notice_comes_before_the_answer_and_stays_out_of_hist
         question = await bot.mention(text)
         await bot.idle()
         notice, answer, thinking = bot.bot_messages("C1", question)
-        assert notice.text.startswith(f"{NOTICE_MARK} *This may be an emergency.*")
+        assert notice.text.startswith(f"{NOTICE_MARK} **This may be an emergency.**")
         assert "911" in notice.text and notice.thread_ts == question
         assert answer.text == f"Answer to: {text}\n\n{DISCLAIMER}"
         assert thinking.text.startswith(THINKING_MARK)
@@ -425,15 +426,16 @@ async def test_a_long_answer_is_split_into_whole_messages() -> None:
     assert len(answer) >= 4 and thinking.text.startswith(THINKING_MARK)
     for part in answer:
         assert utf8_size(part.text) <= LIMIT
-        assert sum(line.strip() == FENCE for line in part.text.split("\n")) % 2 == 0
+        assert sum(line.strip().startswith(FENCE) for line in part.text.split("\n")) % 2 == 0
+        assert part.blocks and part.blocks[0] == {"type": "markdown", "text": part.text}
 
     def content(text: str) -> list[str]:
-        return [line for line in text.split("\n") if line.strip() not in ("", FENCE)]
+        return [line for line in text.split("\n") if line.strip() and not line.startswith(FENCE)]
 
-    expected = to_mrkdwn(f"{LONG_ANSWER}\n\n{DISCLAIMER}")
+    expected = safe_markdown(f"{LONG_ANSWER}\n\n{DISCLAIMER}")
     assert content("\n".join(part.text for part in answer)) == content(expected)
-    assert "<https://example.org/g?a=3&amp;b=2|the guide>" in expected
-    assert "*Point 0.*" in answer[0].text and "&lt; 4000" in expected
+    assert "[the guide](https://example.org/g?a=3&amp;b=2)" in expected
+    assert "**Point 0.**" in answer[0].text and "&lt; 4000" in expected
 
 
 async def test_long_thinking_goes_up_as_a_file_and_stays_out_of_history() -> None:
@@ -586,6 +588,8 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
         "message.im",
         "reaction_added",
         "reaction_removed",
+        "app_home_opened",
+        "assistant_thread_started",
     }
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
         "app_mentions:read",
@@ -597,6 +601,7 @@ def test_manifest_asks_for_what_the_adapter_uses() -> None:
         "commands",
         "reactions:read",
         "usergroups:read",
+        "assistant:write",
     }
 
 

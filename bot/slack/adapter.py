@@ -37,6 +37,7 @@ from bot.core.serving import InFlight, last_word, serve
 from bot.feedback.store import FeedbackStore
 from bot.quiz.registry import Quizzes
 from bot.slack import limits
+from bot.slack.agent import AgentView
 from bot.slack.events import (
     Identity,
     Trigger,
@@ -50,6 +51,7 @@ from bot.slack.feedback import SlackFeedback
 from bot.slack.mrkdwn import to_mrkdwn
 from bot.slack.quiz import SlackQuiz
 from bot.slack.reply import STOP_ACTION, ReplyStyle, SlackDelivery, asked_text
+from bot.slack.stream import reply_for
 from bot.slack.usergroups import UserGroups
 from inference.engine import Message
 
@@ -148,6 +150,8 @@ class SlackAdapter:
         self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self.work.spawn)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
+        AgentView(self.delivery, self._identity_if_new, self.work.spawn).listen(self.app)
+        self.team: str | None = None  # the workspace, known once started
         self.usergroups = UserGroups(self.client, service.admission.policy("slack").groups)
         self.bot: Identity | None = None  # known once started
         self._accepting = False
@@ -163,6 +167,7 @@ class SlackAdapter:
         """Check the token, learn the bot's ids, and connect (Socket Mode) or start serving."""
         auth = await self.client.auth_test()
         self.bot = Identity(auth["user_id"], auth.get("bot_id"))
+        self.team = auth.get("team_id")
         self._accepting = True
         if self.socket_mode:
             self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
@@ -307,8 +312,14 @@ class SlackAdapter:
             groups = await self.usergroups.of(trigger.user)
             where = _where(trigger.channel, trigger.thread_ts)
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
-        reply = self.delivery.reply(
-            trigger.channel, trigger.thread_ts, asked.request_id, stoppable=True
+        reply = reply_for(
+            self.delivery,
+            self.settings.slack_streaming,
+            trigger.channel,
+            trigger.thread_ts,
+            asked.request_id,
+            user=trigger.user,
+            team=self.team,
         )
         if trigger.origin != "follow-up":
             reply.start()  # a courtesy: the question goes on whether or not it lands
@@ -357,7 +368,7 @@ class SlackAdapter:
         async def read() -> list[dict[str, Any]]:
             messages: list[dict[str, Any]] = []
             pages = await self.delivery.client.conversations_replies(
-                channel=trigger.channel, ts=trigger.thread_ts, limit=200
+                channel=trigger.channel, ts=trigger.thread_ts, limit=200, include_all_metadata=True
             )
             async for page in pages:
                 messages += page.get("messages", [])

@@ -27,6 +27,11 @@ METHOD_TIERS = {
     "reactions.add": 3,
     "files.getUploadURLExternal": 4,
     "files.completeUploadExternal": 4,
+    "chat.startStream": 2,
+    "chat.appendStream": 4,
+    "chat.stopStream": 2,
+    "assistant.threads.setStatus": 3,
+    "assistant.threads.setSuggestedPrompts": 3,
 }
 POSTS_PER_SECOND = 1.0  # per channel
 HEADROOM = 0.9  # of each documented rate
