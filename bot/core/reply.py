@@ -140,10 +140,11 @@ class OutboxReply(Generic[H]):
         rest of the answer below it, and the thinking in its own place."""
         if self._placeholder is None or self._closing:
             return
-        if self._draft:
+        if self._draft:  # the thinking is over: the answer first, its last form at the end
             self._offer(self._draft[0], "draft")
             self._rest.update(self._draft[1:])
-        elif self._status is not None:
+            return
+        if self._status is not None:
             self._offer(self._status, "progress")
         if not self._thinking_text:
             return
