@@ -18,6 +18,7 @@ from bot.core import texts as texts_core
 from bot.core.admission import AccessPolicy, Admission
 from bot.discord import history as history_module
 from bot.discord import quiz as discord_quiz
+from bot.discord import quiz_surface
 from bot.discord.adapter import DiscordAdapter
 from bot.quiz import texts
 from bot.quiz.bank import QuestionBank
@@ -342,7 +343,7 @@ async def test_a_case_too_long_for_one_message_goes_above_the_buttons(
     assert len(texts.question_text(long_item, "Quiz", 60, "<@1>")) > 2000
     assert first["content"] == f"**Quiz**\n\n{case}" and buttons(first) == []
     assert len(with_buttons["content"]) <= 2000
-    assert with_buttons["content"].startswith(f"**Quiz** (closed)\n\n{discord_quiz.CASE_ABOVE}")
+    assert with_buttons["content"].startswith(f"**Quiz** (closed)\n\n{quiz_surface.CASE_ABOVE}")
     assert "**B.** Vitamin C ✅" in with_buttons["content"]
 
 

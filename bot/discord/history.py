@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.discord.events import is_bot_thread, question_text
-from bot.discord.quiz import CASE_ABOVE
+from bot.discord.quiz_surface import CASE_ABOVE
 from bot.discord.surface import NOTICE_MARK
 from bot.quiz import texts as quiz_texts
 from inference.engine import Message

@@ -6,7 +6,8 @@ multiple-choice question:" ...). `await explanation.wait(timeout)` returns the m
 (final response and thinking, as bot/core/events.py has it), or None if it is not ready within
 `timeout` seconds (None: wait as long as it takes); it raises `ExplanationFailed` with a message
 for people when the model could not answer. `explanation.choice(answer)` is the option letter the
-final response names, or None. `explanation.cancel()` stops it.
+final response names, or None. `explanation.cancel()` stops it. What learners read about the
+model's answer (its heading, why there is none) is worded here.
 """
 
 from __future__ import annotations
@@ -17,14 +18,36 @@ import logging
 import time
 from typing import Protocol
 
+from bot.core import texts as core_texts
 from bot.core.events import Answer
-from bot.quiz import texts
 from bot.quiz.extract import extract_answer
 from bot.quiz.item import QuizItem
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.reasoning import split_reasoning
 
 log = logging.getLogger(__name__)
+
+
+EXPLANATION_TIMEOUT = (
+    "The model took too long to explain this question, so there is no explanation."
+)
+EXPLANATION_STOPPED = "The model's explanation was stopped before it was finished."
+
+
+def explanation_failed(request_id: str) -> str:
+    """The model could not explain (the log says why): for the learners, with the request id."""
+    return (
+        f"Sorry, the model could not explain this question (request {request_id}); "
+        f"{core_texts.ADMIN_LOGS}."
+    )
+
+
+def model_heading(choice: str | None, correct: str) -> str:
+    """The line above the model's own answer: which option it chose, and whether that is right."""
+    if choice is None:
+        return "**The model's answer** (no single option could be read from it):"
+    verdict = "correct" if choice == correct else f"the correct answer is {correct}"
+    return f"**The model's answer** (it chose {choice}: {verdict}):"
 
 
 class Engine(Protocol):
@@ -71,13 +94,13 @@ class Explanation:
         if not self._task.done():
             return None
         if self._task.cancelled():
-            raise ExplanationFailed(texts.EXPLANATION_STOPPED)
+            raise ExplanationFailed(EXPLANATION_STOPPED)
         error = self._task.exception()
         if error is None:
             return self._task.result()
         if isinstance(error, TimeoutError):
-            raise ExplanationFailed(texts.EXPLANATION_TIMEOUT)
-        raise ExplanationFailed(texts.explanation_failed(self.request_id))  # why: in the log
+            raise ExplanationFailed(EXPLANATION_TIMEOUT)
+        raise ExplanationFailed(explanation_failed(self.request_id))  # why: in the log
 
     def choice(self, answer: Answer) -> str | None:
         """The option letter the model's final response names, if exactly one."""
@@ -88,7 +111,7 @@ class Explanation:
         that is right (no final response: as it is, for the reply to say so)."""
         if not answer.answer:
             return answer
-        heading = texts.model_heading(self.choice(answer), self.item.answer)
+        heading = model_heading(self.choice(answer), self.item.answer)
         return dataclasses.replace(answer, answer=f"{heading}\n\n{answer.answer}")
 
     def cancel(self) -> None:

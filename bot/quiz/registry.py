@@ -12,7 +12,7 @@ API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process)
   shutdown) reveals the quiz, `await on_timeout(reveal)` publishes it. Raises `QuizNotOpened`
   (its message for the asker) when `max_open` people's quizzes are open (`TooManyQuizzes`; a
   case of the day, with no starter, is always opened) or after `close()`.
-  The adapter then posts the quiz and sets `quiz.message`; if posting
+  The quiz flow (bot/quiz/flow.py) then posts the quiz and sets `quiz.message`; if posting
   fails, `discard(quiz)`.
 - `quizzes.get(quiz_id) -> Quiz | None`: an open quiz (revealed ones are dropped);
   `quizzes.posted_at(platform, channel, message) -> Quiz | None`: the open quiz of a message.

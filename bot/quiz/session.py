@@ -4,7 +4,7 @@ API (stable, shared by the Slack and Discord quizzes):
 
 - `Quiz(item, starter, where, deadline)`: `starter` is the user id of who started it (None for a
   scheduled case of the day: only admins or the timer reveal it); `where` is a ConversationRef
-  (platform, channel); `quiz.message` is the quiz message's id, set by the adapter once posted;
+  (platform, channel); `quiz.message` is the quiz message's id, set by the flow once posted;
   `deadline` is a `time.monotonic()` value; `quiz.id` (12 hex characters) goes into the buttons;
   `quiz.explanation` is the model's answer being generated (bot/quiz/explanation.py);
   `quiz.title` heads the message ("Quiz", "Case of the day").
@@ -12,6 +12,7 @@ API (stable, shared by the Slack and Discord quizzes):
   revealed. A letter that is not an option raises ValueError.
 - `quiz.answered` (how many learners have answered), `quiz.tally() -> Tally`.
 - `quiz.may_reveal(user)`: the starter, or an admin (`admins`: a set of user ids or a callable).
+  `quiz.revealable`: whether anyone may reveal it early (its messages show a Reveal button).
 - `quiz.reveal(by) -> Reveal | None`: `by` is a user id, or None for the timer (or shutdown).
   The first allowed call returns the Reveal; every later call returns None (a second reveal does
   nothing). A user who may not reveal raises `RevealRefused` (until the quiz is revealed).
@@ -22,13 +23,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from bot.core.events import ConversationRef
-from bot.quiz.bank import QuizItem
-
-if TYPE_CHECKING:
-    from bot.quiz.explanation import Explanation
+from bot.quiz.explanation import Explanation
+from bot.quiz.item import QuizItem
 
 Admins = Collection[str] | Callable[[str], bool]
 RevealReason = Literal["starter", "admin", "timer", "stopping"]
@@ -99,6 +98,11 @@ class Quiz:
         for letter in self.answers.values():
             counts[letter] += 1
         return Tally(counts, self.item.answer)
+
+    @property
+    def revealable(self) -> bool:
+        """Whether anyone may reveal it early (a Reveal button): its starter, or an admin."""
+        return self.starter is not None or bool(self.admins)
 
     def is_admin(self, user: str) -> bool:
         return self.admins(user) if callable(self.admins) else user in self.admins

@@ -1,9 +1,10 @@
-"""What a quiz says to learners, platform-neutral (Markdown; mentions are passed in ready-made)."""
+"""What a quiz says to learners, platform-neutral (Markdown; mentions are passed in ready-made).
+
+The model's own answer is worded where it is made (bot/quiz/explanation.py)."""
 
 from __future__ import annotations
 
-from bot.core import texts as core_texts
-from bot.quiz.bank import QuizItem
+from bot.quiz.item import QuizItem
 from bot.quiz.session import Reveal, Tally
 
 CORRECT_MARK = "✅"
@@ -100,29 +101,9 @@ def closed_question_text(item: QuizItem, title: str, answered: int) -> str:
     )
 
 
-def model_heading(choice: str | None, correct: str) -> str:
-    """The line above the model's own answer: which option it chose, and whether that is right."""
-    if choice is None:
-        return "**The model's answer** (no single option could be read from it):"
-    verdict = "correct" if choice == correct else f"the correct answer is {correct}"
-    return f"**The model's answer** (it chose {choice}: {verdict}):"
-
-
 EXPLANATION_PENDING = (
     "The model's explanation is not ready yet; it will appear here in this thread when it is."
 )
-EXPLANATION_TIMEOUT = (
-    "The model took too long to explain this question, so there is no explanation."
-)
-EXPLANATION_STOPPED = "The model's explanation was stopped before it was finished."
-
-
-def explanation_failed(request_id: str) -> str:
-    """The model could not explain (the log says why): for the learners, with the request id."""
-    return (
-        f"Sorry, the model could not explain this question (request {request_id}); "
-        f"{core_texts.ADMIN_LOGS}."
-    )
 
 
 def reveal_refused(starter: str | None, seconds_left: float) -> str:

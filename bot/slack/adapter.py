@@ -147,7 +147,7 @@ class SlackAdapter:
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
         if quizzes is None:
             quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
-        self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self.work.spawn)
+        self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self.work.spawn, service.admission)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
         AgentView(self.delivery, self._identity_if_new, self.work.spawn).listen(self.app)
@@ -265,16 +265,10 @@ class SlackAdapter:
             self.work.spawn(self.delivery.whisper(channel, user, to_mrkdwn(text)), None)
 
     async def _start_quiz(self, command: Mapping[str, Any], respond: AsyncRespond) -> None:
-        """`/huatuo quiz`, for those the allow-lists and the rate limit let start one here."""
+        """`/huatuo quiz` (the quiz flow checks the allow-lists and the rate limit)."""
         user, channel = command["user_id"], command["channel_id"]
         groups = await self.usergroups.of(user)
-        admission = self.service.admission
-        refusal = admission.may_start(user, _where(channel), groups)
-        if refusal is not None:
-            await _quietly(lambda: respond(text=refusal.message, response_type="ephemeral"))
-            return
-        if await self.quiz.start(command, respond):
-            admission.started(user, _where(channel))
+        await self.quiz.start(_where(channel), user, groups, respond)
 
     async def post_quiz(self, channel: str) -> None:
         """Post a case-of-the-day quiz into `channel` (the scheduler calls this)."""
