@@ -161,8 +161,15 @@ class Outbox:
         return await self._send(write, priority, retry=True, patience=patience)
 
     async def _send(
-        self, write: Write[T], priority: Priority, *, retry: bool, patience: float | None = None
+        self,
+        write: Write[T],
+        priority: Priority,
+        *,
+        retry: bool,
+        patience: float | None = None,
+        paid: bool = False,
     ) -> T:
+        """`paid`: the budget for the first attempt was already granted."""
         deadline = time.monotonic() + (self.give_up_after if patience is None else patience)
         keys = self.budget.limited(write.buckets, priority)
         attempts, check_first = 0, False
@@ -174,7 +181,8 @@ class Outbox:
                 check_first = False
             if write.withdrawn:
                 raise Withdrawn(write.label)
-            granted = await write.wait(self.budget.acquire(keys, priority))
+            granted = paid or await write.wait(self.budget.acquire(keys, priority))
+            paid = False
             if not granted or write.withdrawn:  # withdrawn as its token came: not made
                 raise Withdrawn(write.label)
             write.attempting = True
@@ -266,8 +274,13 @@ class Outbox:
                 await asyncio.sleep(wait)  # settle cancels a runner waiting here at once
                 write = self._latest.pop(slot, write)  # the newest by now
             self._current[slot] = write
+            keys = self.budget.limited(write.buckets, Priority.PROGRESS)
+            if not await write.wait(self.budget.acquire(keys, Priority.PROGRESS)):
+                continue  # withdrawn (settled) while it waited for the budget
+            write = self._latest.pop(slot, write)  # the token goes to the newest by now
+            self._current[slot] = write
             try:
-                await self._send(write, Priority.PROGRESS, retry=False)
+                await self._send(write, Priority.PROGRESS, retry=False, paid=True)
             except Withdrawn:
                 pass
             except Undeliverable as exc:
