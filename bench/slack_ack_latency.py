@@ -26,7 +26,7 @@ import torch
 from bench.readme import write_section
 from bot.config import Settings
 from bot.core.service import AnswerService
-from bot.slack.adapter import EVENTS_PATH, SlackAdapter
+from bot.slack.adapter import EVENTS_PATH, SlackAdapter, SlackOptions
 from bot.web import WebServer, create_web_app
 from inference.engine import SamplingParams
 from inference.loading import load_model, resolve_model
@@ -79,15 +79,13 @@ async def run(new_tokens: int) -> dict[str, Any]:
     engine = LocalEngine(spec, max_batch=16, model=model, tokenizer=tokenizer)
     await engine.start()
     async with FakeSlack() as slack, aiohttp.ClientSession() as http:
-        settings = Settings(
-            slack_bot_token="xoxb-bench",
-            slack_app_token=None,
-            slack_signing_secret=SECRET,
-            slack_api_url=slack.api_url,
+        disclaimer = Settings(_env_file=None).disclaimer  # the default footer ends every answer
+        options = SlackOptions(
+            "xoxb-bench", signing_secret=SECRET, api_url=slack.api_url, disclaimer=disclaimer
         )
         service = AnswerService(engine, SamplingParams(new_tokens, 0.0, 1.0))
         web_app = create_web_app()
-        adapter = SlackAdapter(settings, service, web_app)
+        adapter = SlackAdapter(options, service, web_app)
         server = WebServer(web_app, port=0, host="127.0.0.1")
         url = f"http://127.0.0.1:{await server.start()}{EVENTS_PATH}"
         await adapter.start()
@@ -116,7 +114,7 @@ async def run(new_tokens: int) -> dict[str, Any]:
                 1
                 for m in mentions
                 for reply in slack.thread("C1", m["event"]["ts"])[1:]
-                if reply.edited_ts and reply.text.endswith(settings.disclaimer)
+                if reply.edited_ts and reply.text.endswith(disclaimer)
             )
             return {
                 "date": time.strftime("%Y-%m-%d"),

@@ -20,10 +20,16 @@ from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.evaluation import command as evaluation
 from bot.feedback import database, summary
-from bot.quiz.registry import load_bank
 from bot.runner import PLATFORMS, configured_platforms, serve
 from bot.web import address
-from bot.wiring import daily_posts, make_engine, make_service, model_spec, remote_engine
+from bot.wiring import (
+    daily_posts,
+    load_bank,
+    make_engine,
+    make_service,
+    model_spec,
+    remote_engine,
+)
 from inference.loading import ModelNotFound
 from inference.remote import ModelServerError, served_models
 

@@ -12,14 +12,20 @@ from typing import Any
 
 from bot.config import ConfigError, Settings
 from bot.core.adapter import Adapter
-from bot.core.service import AnswerService
-from bot.feedback.store import FeedbackStore
 from bot.instance import single_instance
 from bot.metrics import Metrics
-from bot.quiz.registry import Quizzes, load_bank
 from bot.quiz.schedule import CaseOfTheDay, Poster
 from bot.web import WebServer, create_web_app
-from bot.wiring import daily_posts, make_engine, make_service, open_store, sampling
+from bot.wiring import (
+    daily_posts,
+    load_bank,
+    make_adapters,
+    make_engine,
+    make_quizzes,
+    make_service,
+    open_store,
+    sampling,
+)
 from inference.engine import BatchEngine
 from inference.remote import RemoteEngine
 
@@ -35,46 +41,6 @@ def configured_platforms(settings: Settings) -> list[str]:
     if settings.discord_bot_token:
         found.append("discord")
     return found
-
-
-def make_adapters(
-    settings: Settings,
-    service: AnswerService,
-    platforms: Sequence[str],
-    web_app,
-    feedback: FeedbackStore | None = None,
-    quizzes: Quizzes | None = None,
-) -> list[Adapter]:
-    """The adapters for `platforms`, all sharing one service (and so one engine) and `feedback`."""
-    adapters: list[Adapter] = []
-    if "slack" in platforms:
-        from bot.slack.adapter import SlackAdapter
-
-        adapters.append(
-            SlackAdapter(
-                settings,
-                service,
-                web_app,
-                command=settings.slack_command,
-                stop_grace=settings.shutdown_grace,
-                feedback=feedback,
-                quizzes=quizzes,
-            )
-        )
-    if "discord" in platforms:
-        from bot.discord.adapter import DiscordAdapter
-
-        adapters.append(
-            DiscordAdapter(
-                settings,
-                service,
-                sync_guild=settings.discord_sync_guild,
-                stop_grace=settings.shutdown_grace,
-                feedback=feedback,
-                quizzes=quizzes,
-            )
-        )
-    return adapters
 
 
 def quiz_posters(adapters: Sequence[Adapter]) -> dict[str, Poster]:
@@ -156,7 +122,7 @@ async def _serve(
     readiness = Readiness(engine)
     web_app = create_web_app(readiness, metrics.registry, settings.metrics_token)
     service = make_service(settings, engine, metrics)
-    quizzes = Quizzes.from_settings(settings, engine, sampling(settings), bank)
+    quizzes = make_quizzes(settings, engine, sampling(settings), bank)
     adapters = make_adapters(settings, service, platforms, web_app, feedback, quizzes)
     readiness.adapters = adapters
     metrics.watch_delivery([a.outbox for a in adapters if hasattr(a, "outbox")])  # type: ignore[attr-defined]

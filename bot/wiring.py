@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot.config import ConfigError, Settings
+from bot.core.adapter import Adapter
 from bot.core.admission import AccessPolicy, Admission
 from bot.core.service import AnswerService, Metrics
 from bot.feedback.store import BUSY_TIMEOUT, FeedbackStore
+from bot.quiz.bank import BankError, QuestionBank
+from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import DailyPost, parse_schedule
 from inference.engine import BatchEngine, SamplingParams
 from inference.loading import ModelSpec, resolve_model
@@ -24,7 +28,11 @@ from inference.remote import RemoteEngine
 from inference.thinking import default_budget
 
 if TYPE_CHECKING:
+    from bot.discord.adapter import DiscordOptions
+    from bot.slack.adapter import SlackOptions
     from inference.local import LocalEngine
+
+# The platforms' SDKs (slack-bolt, discord.py) are imported only for the platforms served.
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +167,97 @@ def open_store(settings: Settings, busy_timeout: float = BUSY_TIMEOUT) -> Feedba
     text = "with" if settings.store_text else "without"
     log.info("feedback: recording answers and ratings in %s, %s message text", path, text)
     return store
+
+
+def load_bank(settings: Settings) -> QuestionBank:
+    """HUATUO_QUIZ_BANK (empty: the shipped MedQA items); ConfigError says what is wrong."""
+    try:
+        return QuestionBank.load(settings.quiz_bank)
+    except BankError as exc:
+        raise ConfigError(f"HUATUO_QUIZ_BANK: {exc}") from None
+
+
+def make_quizzes(
+    settings: Settings,
+    engine: BatchEngine | RemoteEngine,
+    params: SamplingParams,
+    bank: QuestionBank | None = None,
+) -> Quizzes:
+    """The quizzes of this process: the bank HUATUO_QUIZ_BANK names (unless `bank` is given),
+    their timings, and who may reveal any quiz (SLACK_ADMINS, DISCORD_ADMINS)."""
+    return Quizzes(
+        bank or load_bank(settings),
+        engine,
+        params,
+        seconds=settings.quiz_seconds,
+        case_seconds=settings.case_of_the_day_seconds,
+        answer_timeout=settings.answer_timeout,
+        admins={"slack": settings.slack_admins, "discord": settings.discord_admins},
+    )
+
+
+def slack_options(settings: Settings) -> SlackOptions:
+    from bot.slack.adapter import SlackOptions
+
+    return SlackOptions(
+        bot_token=settings.slack_bot_token or "",
+        app_token=settings.slack_app_token,
+        signing_secret=settings.slack_signing_secret,
+        api_url=settings.slack_api_url,
+        disclaimer=settings.disclaimer,
+        streaming=settings.slack_streaming,
+    )
+
+
+def discord_options(settings: Settings) -> DiscordOptions:
+    from bot.discord.adapter import DiscordOptions
+
+    return DiscordOptions(
+        bot_token=settings.discord_bot_token or "",
+        api_base=settings.discord_api_base,
+        gateway_url=settings.discord_gateway_url,
+        disclaimer=settings.disclaimer,
+    )
+
+
+def make_adapters(
+    settings: Settings,
+    service: AnswerService,
+    platforms: Sequence[str],
+    web_app,
+    feedback: FeedbackStore | None = None,
+    quizzes: Quizzes | None = None,
+) -> list[Adapter]:
+    """The adapters for `platforms`, all sharing one service (and so one engine) and `feedback`."""
+    adapters: list[Adapter] = []
+    if "slack" in platforms:
+        from bot.slack.adapter import SlackAdapter
+
+        adapters.append(
+            SlackAdapter(
+                slack_options(settings),
+                service,
+                web_app,
+                command=settings.slack_command,
+                stop_grace=settings.shutdown_grace,
+                feedback=feedback,
+                quizzes=quizzes,
+            )
+        )
+    if "discord" in platforms:
+        from bot.discord.adapter import DiscordAdapter
+
+        adapters.append(
+            DiscordAdapter(
+                discord_options(settings),
+                service,
+                sync_guild=settings.discord_sync_guild,
+                stop_grace=settings.shutdown_grace,
+                feedback=feedback,
+                quizzes=quizzes,
+            )
+        )
+    return adapters
 
 
 def daily_posts(settings: Settings) -> tuple[DailyPost, ...]:

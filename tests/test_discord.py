@@ -18,6 +18,7 @@ from bot.core.admission import Admission
 from bot.core.service import AnswerService
 from bot.core.texts import CAPPED
 from bot.discord import DiscordAdapter, limits
+from bot.discord.adapter import DiscordOptions
 from bot.discord.events import quote, strip_mention, unquote
 from bot.discord.surface import NOTICE_MARK, thread_name
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
@@ -54,18 +55,18 @@ def _adapter(
     sampling: SamplingParams = GREEDY,
     **kwargs: Any,
 ) -> DiscordAdapter:
-    settings = Settings(
-        _env_file=None,
-        discord_bot_token=fake.token,
-        discord_api_base=f"{fake.base_url}/api/v10",
-        discord_gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
+    options = DiscordOptions(
+        bot_token=fake.token,
+        api_base=f"{fake.base_url}/api/v10",
+        gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
+        disclaimer=DISCLAIMER,
     )
     service = AnswerService(
         engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
     )
     client_kwargs = {"guild_ready_timeout": 0.05}
     kwargs.setdefault("budget", limits.budget(scale=FAST))
-    return DiscordAdapter(settings, service, client_kwargs=client_kwargs, **kwargs)
+    return DiscordAdapter(options, service, client_kwargs=client_kwargs, **kwargs)
 
 
 @asynccontextmanager

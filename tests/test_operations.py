@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.core.service import AnswerService
 from bot.metrics import Metrics
 from bot.runner import Readiness, serve
-from bot.slack.adapter import SlackAdapter
+from bot.slack.adapter import SlackAdapter, SlackOptions
 from bot.web import Readiness as ReadinessCallable
 from bot.web import WebServer, create_web_app
 from inference.engine import GenerationRequest, Message, SamplingParams
@@ -62,13 +62,9 @@ async def test_healthz_is_200_while_serving() -> None:
 async def test_readyz_follows_engine_and_slack_socket_mode() -> None:
     engine = ScriptedEngine(model_name="huatuo-test")
     async with FakeSlack() as slack:
-        settings = Settings(
-            slack_bot_token="xoxb-test",
-            slack_app_token="xapp-1-test",
-            slack_api_url=slack.api_url.rstrip("/"),
-        )
+        options = SlackOptions("xoxb-test", "xapp-1-test", api_url=slack.api_url.rstrip("/"))
         service = AnswerService(engine, SamplingParams(16, 0.0, 1.0))
-        adapter = SlackAdapter(settings, service)
+        adapter = SlackAdapter(options, service)
         readiness = Readiness(engine, [adapter])
         async with serving(readiness) as get:
 

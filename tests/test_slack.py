@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 import yaml
 
-from bot.config import Settings
 from bot.core import texts
 from bot.core.admission import Admission
 from bot.core.events import Progress
@@ -25,7 +24,7 @@ from bot.core.splitting import utf8_size
 from bot.core.texts import CAPPED
 from bot.metrics import Metrics
 from bot.slack import limits
-from bot.slack.adapter import EVENTS_PATH, SlackAdapter, web_client
+from bot.slack.adapter import EVENTS_PATH, SlackAdapter, SlackOptions, web_client
 from bot.slack.events import Identity, thread_history
 from bot.slack.markdown import safe_markdown
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
@@ -134,12 +133,12 @@ class Bot:
         return [m for m in self.slack.thread(channel, thread_ts) if m.user == BOT_USER_ID]
 
 
-def settings(slack: FakeSlack, mode: Mode) -> Settings:
-    return Settings(
-        slack_bot_token="xoxb-test",
-        slack_app_token="xapp-1-test" if mode == "socket" else None,
-        slack_signing_secret=SECRET,
-        slack_api_url=slack.api_url.rstrip("/"),  # the adapter adds the slash back
+def options(slack: FakeSlack, mode: Mode) -> SlackOptions:
+    return SlackOptions(
+        bot_token="xoxb-test",
+        app_token="xapp-1-test" if mode == "socket" else None,
+        signing_secret=SECRET,
+        api_url=slack.api_url.rstrip("/"),  # the adapter adds the slash back
         disclaimer=DISCLAIMER,
     )
 
@@ -156,7 +155,7 @@ async def running(
     slack_limits: SlackLimits | None = None,
     metrics: Any = None,
     sampling: SamplingParams = GREEDY,
-    **options: Any,
+    **adapter_options: Any,
 ) -> AsyncIterator[Bot]:
     """The adapter on a fresh fake Slack (enforcing `slack_limits`, if any), served by
     bot/web.py's server; stopped cleanly."""
@@ -165,8 +164,8 @@ async def running(
             engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
         )
         web_app = create_web_app()
-        options.setdefault("budget", limits.budget(scale=FAST))
-        adapter = SlackAdapter(settings(slack, mode), service, web_app, **options)
+        adapter_options.setdefault("budget", limits.budget(scale=FAST))
+        adapter = SlackAdapter(options(slack, mode), service, web_app, **adapter_options)
         server = WebServer(web_app, port=0, host="127.0.0.1")
         port = await server.start()
         await adapter.start()
@@ -495,7 +494,7 @@ async def test_stopping_tells_the_asker_of_an_answer_in_flight() -> None:
 async def test_progress_edits_are_throttled_and_the_latest_wins() -> None:
     interval = 0.3
     async with FakeSlack() as slack:
-        client = web_client(settings(slack, "http"), retries=False)
+        client = web_client(options(slack, "http"), retries=False)
         outbox = Outbox("slack", limits.budget(), limits.classify)
         delivery = SlackDelivery(outbox, client, ReplyStyle(edit_interval=interval))
         reply = delivery.reply("C1", "1.000001")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -15,9 +16,9 @@ import yarl
 from discord import app_commands
 
 from bot import logs
-from bot.config import ConfigError, Settings
 from bot.core import texts
 from bot.core.budget import Budget
+from bot.core.errors import ConfigError
 from bot.core.events import Origin, Question
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
@@ -59,6 +60,16 @@ def gateway_intents() -> discord.Intents:
     return intents
 
 
+@dataclass(frozen=True)
+class DiscordOptions:
+    """What the Discord adapter is told (bot/wiring.py makes it from the settings)."""
+
+    bot_token: str  # DISCORD_BOT_TOKEN
+    api_base: str | None = None  # DISCORD_API_BASE
+    gateway_url: str | None = None  # DISCORD_GATEWAY_URL
+    disclaimer: str = ""
+
+
 class DiscordAdapter:
     """Serves `AnswerService` on Discord; `start` connects, `stop` finishes or cancels answers."""
 
@@ -66,7 +77,7 @@ class DiscordAdapter:
 
     def __init__(
         self,
-        settings: Settings,
+        options: DiscordOptions,
         service: AnswerService,
         *,
         sync_guild: int | None = None,
@@ -76,13 +87,13 @@ class DiscordAdapter:
         quizzes: Quizzes | None = None,
         budget: Budget | None = None,
     ) -> None:
-        self.settings = settings
+        self.options = options
         self.service = service
         self.outbox = Outbox("discord", budget or limits.budget(), limits.classify)
         self.stop_grace = stop_grace
         self.sync_guild = discord.Object(sync_guild) if sync_guild is not None else None
-        options = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
-        self.client = discord.Client(**{**options, **(client_kwargs or {})})
+        defaults = {"intents": gateway_intents(), "allowed_mentions": NO_PINGS}
+        self.client = discord.Client(**{**defaults, **(client_kwargs or {})})
         self.client.event(self.on_message)
         self.client.add_dynamic_items(StopButton)
         self.client.event(self.on_stop_click)
@@ -96,7 +107,7 @@ class DiscordAdapter:
             self.quiz = DiscordQuiz(
                 self.client,
                 quizzes,
-                disclaimer=settings.disclaimer,
+                disclaimer=self.options.disclaimer,
                 spawn=self.work.spawn,
                 outbox=self.outbox,
                 admission=service.admission,
@@ -113,7 +124,7 @@ class DiscordAdapter:
 
         Raises ConfigError, saying what to fix, when Discord refuses the bot or does not answer.
         """
-        token = self.settings.discord_bot_token
+        token = self.options.bot_token
         if not token:
             raise ConfigError("DISCORD_BOT_TOKEN is not set (Developer Portal → Bot → Token).")
         self._point_at_endpoints()
@@ -173,10 +184,10 @@ class DiscordAdapter:
 
     def _point_at_endpoints(self) -> None:
         """DISCORD_API_BASE and DISCORD_GATEWAY_URL (process-wide: discord.py reads class attrs)."""
-        if self.settings.discord_api_base:
-            discord.http.Route.BASE = self.settings.discord_api_base.rstrip("/")
-        if self.settings.discord_gateway_url:
-            url = yarl.URL(self.settings.discord_gateway_url)
+        if self.options.api_base:
+            discord.http.Route.BASE = self.options.api_base.rstrip("/")
+        if self.options.gateway_url:
+            url = yarl.URL(self.options.gateway_url)
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = url
 
     async def _sync_commands(self) -> None:
@@ -329,7 +340,7 @@ class DiscordAdapter:
     # ---- answering --------------------------------------------------------------------------
     @property
     def disclaimer(self) -> str:
-        return self.settings.disclaimer
+        return self.options.disclaimer
 
     def _in_channel(self, message: discord.Message, question: Question) -> OutboxReply[Any]:
         """A reply to `message` in its channel."""

@@ -2,9 +2,8 @@
 
 API (stable, shared by the Slack and Discord quizzes; one `Quizzes` per process):
 
-- `Quizzes(bank, engine, sampling, seconds=600, ...)` or `Quizzes.from_settings(settings,
-  engine, sampling, bank=None)` (loads HUATUO_QUIZ_BANK unless `bank` is given; a bad bank raises
-  ConfigError); `admins` maps a platform name to the user ids (or a predicate) who may
+- `Quizzes(bank, engine, sampling, seconds=600, ...)` (bot/wiring.py `make_quizzes` makes it
+  from the settings); `admins` maps a platform name to the user ids (or a predicate) who may
   reveal any quiz there (SLACK_ADMINS, DISCORD_ADMINS).
 - `quizzes.open(starter, where, on_timeout, seconds=None, title="Quiz") -> Quiz`: picks an
   item, registers the quiz, starts the model's explanation and the timer (`seconds`, default
@@ -32,11 +31,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from bot.config import ConfigError, Settings
 from bot.core import texts as core_texts
 from bot.core.events import ConversationRef
 from bot.quiz import texts
-from bot.quiz.bank import BankError, QuestionBank
+from bot.quiz.bank import QuestionBank
 from bot.quiz.explanation import Engine, Explanation
 from bot.quiz.session import Admins, Quiz, Reveal
 from inference.engine import SamplingParams
@@ -44,14 +42,6 @@ from inference.engine import SamplingParams
 log = logging.getLogger(__name__)
 
 OnReveal = Callable[[Reveal], Awaitable[None]]
-
-
-def load_bank(settings: Settings) -> QuestionBank:
-    """HUATUO_QUIZ_BANK (empty: the shipped MedQA items); ConfigError says what is wrong."""
-    try:
-        return QuestionBank.load(settings.quiz_bank)
-    except BankError as exc:
-        raise ConfigError(f"HUATUO_QUIZ_BANK: {exc}") from None
 
 
 class QuizNotOpened(Exception):
@@ -94,25 +84,6 @@ class Quizzes:
         self._publishers: dict[str, OnReveal] = {}
         self._publishing: set[asyncio.Task[None]] = set()  # timers publishing their reveal
         self.closing = False  # set by close(): no new quizzes
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        engine: Engine,
-        sampling: SamplingParams,
-        bank: QuestionBank | None = None,
-    ) -> Quizzes:
-        """The quiz settings, and the bank HUATUO_QUIZ_BANK names unless `bank` is given."""
-        return cls(
-            bank or load_bank(settings),
-            engine,
-            sampling,
-            seconds=settings.quiz_seconds,
-            case_seconds=settings.case_of_the_day_seconds,
-            answer_timeout=settings.answer_timeout,
-            admins={"slack": settings.slack_admins, "discord": settings.discord_admins},
-        )
 
     def __len__(self) -> int:
         return len(self._open)

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -25,9 +26,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import logs
-from bot.config import ConfigError, Settings
 from bot.core import texts
 from bot.core.budget import Budget
+from bot.core.errors import ConfigError
 from bot.core.events import ConversationRef, Question
 from bot.core.outbox import Outbox, Undeliverable, Write
 from bot.core.recent import RecentIds
@@ -35,6 +36,7 @@ from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService
 from bot.core.serving import InFlight, last_word, serve
 from bot.feedback.store import FeedbackStore
+from bot.quiz.bank import QuestionBank
 from bot.quiz.registry import Quizzes
 from bot.slack import limits
 from bot.slack.agent import AgentView
@@ -81,16 +83,28 @@ SETTLE_TIMEOUT = 10.0  # seconds a progress edit in flight may take before the a
 HISTORY_PATIENCE = 30.0  # seconds of retries to read a thread before the asker is told
 
 
-def web_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+@dataclass(frozen=True)
+class SlackOptions:
+    """What the Slack adapter is told (bot/wiring.py makes it from the settings)."""
+
+    bot_token: str  # SLACK_BOT_TOKEN
+    app_token: str | None = None  # SLACK_APP_TOKEN: Socket Mode
+    signing_secret: str | None = None  # SLACK_SIGNING_SECRET: HTTP mode
+    api_url: str | None = None  # SLACK_API_URL
+    disclaimer: str = ""
+    streaming: str = "auto"  # HUATUO_SLACK_STREAMING
+
+
+def web_client(options: SlackOptions, *, retries: bool = True) -> AsyncWebClient:
     """The Web API client: SLACK_API_URL (with its trailing slash), retrying 429s and resets, or
     (`retries` False) leaving every retry to the Outbox, which can tell whether a post landed."""
-    base_url = settings.slack_api_url or AsyncWebClient.BASE_URL
+    base_url = options.api_url or AsyncWebClient.BASE_URL
     handlers = [
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
     ]
     return AsyncWebClient(
-        token=settings.slack_bot_token,
+        token=options.bot_token,
         base_url=base_url.rstrip("/") + "/",
         retry_handlers=handlers if retries else [],
     )
@@ -103,7 +117,7 @@ class SlackAdapter:
 
     def __init__(
         self,
-        settings: Settings,
+        options: SlackOptions,
         service: AnswerService,
         web_app: web.Application | None = None,
         *,
@@ -113,29 +127,29 @@ class SlackAdapter:
         quizzes: Quizzes | None = None,
         budget: Budget | None = None,
     ) -> None:
-        if not settings.slack_bot_token:
+        if not options.bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is not set (the xoxb- token of the Slack app).")
-        self.socket_mode = bool(settings.slack_app_token)
-        if not self.socket_mode and not settings.slack_signing_secret:
+        self.socket_mode = bool(options.app_token)
+        if not self.socket_mode and not options.signing_secret:
             raise ConfigError(
                 "Set SLACK_APP_TOKEN (xapp-, Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode)."
             )
-        self.settings = settings
+        self.options = options
         self.service = service
         self.command = command
         self.stop_grace = stop_grace
-        self.style = ReplyStyle(disclaimer=settings.disclaimer)
-        self.client = web_client(settings)
+        self.style = ReplyStyle(disclaimer=options.disclaimer)
+        self.client = web_client(options)
         # A Slack call is one request (no retries inside the SDK client), so an edit in flight
         # is waited for; edits held back by a Retry-After are what make an answer post anew.
         self.outbox = Outbox(
             "slack", budget or limits.budget(), limits.classify, settle_timeout=SETTLE_TIMEOUT
         )
-        writer = web_client(settings, retries=False)  # every call of an answer or quiz
+        writer = web_client(options, retries=False)  # every call of an answer or quiz
         self.delivery = SlackDelivery(self.outbox, writer, self.style)
         self.app = AsyncApp(
             client=self.client,
-            signing_secret=settings.slack_signing_secret or "",
+            signing_secret=options.signing_secret or "",
             process_before_response=True,  # listeners only decide and spawn: ack when they return
             name="huatuo-bot",
         )
@@ -145,8 +159,8 @@ class SlackAdapter:
         self.app.action(STOP_ACTION)(self._on_stop)
         self.work = InFlight("slack")  # answers and quiz work, after their event's ack
         self._owns_quizzes = quizzes is None  # else the runner shares one and closes it
-        if quizzes is None:
-            quizzes = Quizzes.from_settings(settings, service.engine, service.sampling)
+        if quizzes is None:  # the shipped questions
+            quizzes = Quizzes(QuestionBank.load(""), service.engine, service.sampling)
         self.quiz = SlackQuiz(self.app, quizzes, self.delivery, self.work.spawn, service.admission)
         self.feedback = SlackFeedback(feedback, self._identity_if_new)
         self.feedback.listen(self.app)
@@ -170,7 +184,7 @@ class SlackAdapter:
         self.team = auth.get("team_id")
         self._accepting = True
         if self.socket_mode:
-            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token)
+            self._socket = AsyncSocketModeHandler(self.app, self.options.app_token)
             await self._socket.connect_async()
         log.info(
             "slack: connected as %s in %s",
@@ -308,7 +322,7 @@ class SlackAdapter:
             asked = Question(trigger.text, trigger.user, where, trigger.origin, groups=groups)
         reply = reply_for(
             self.delivery,
-            self.settings.slack_streaming,
+            self.options.streaming,
             trigger.channel,
             trigger.thread_ts,
             asked.request_id,
