@@ -6,16 +6,13 @@ restart count too.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import discord
 
 from bot.core.events import Question
 from bot.core.reply import OutboxReply
-from bot.feedback.store import FeedbackStore, Reaction
-
-log = logging.getLogger(__name__)
+from bot.feedback.store import FeedbackStore, Reaction, record_answer
 
 RATINGS = {"👍": 1, "👎": -1}
 # Skin-tone modifiers (U+1F3FB..U+1F3FF) and the emoji presentation selector.
@@ -43,15 +40,10 @@ class DiscordFeedback:
 
     async def answered(self, question: Question, reply: OutboxReply[Any]) -> None:
         """Record the answer `reply` delivered, if it delivered one."""
-        if self.store is None or reply.delivered is None:
-            return
         messages = [m for m in reply.shown if isinstance(m, discord.Message)]
         channel = str(messages[0].channel.id) if messages else question.conversation.channel
         ids = [str(message.id) for message in messages]
-        try:
-            await self.store.answered(question, reply.delivered, channel, ids)
-        except Exception:
-            log.warning("request %s: feedback not recorded", question.request_id, exc_info=True)
+        await record_answer(self.store, question, reply.delivered, channel, ids)
 
     async def on_raw_reaction_add(self, event: discord.RawReactionActionEvent) -> None:
         await self._react(event, added=True)

@@ -195,3 +195,20 @@ class FeedbackStore:
             (request_id, reaction.user_id, reaction.emoji),
         )
         return request_id
+
+
+async def record_answer(
+    store: FeedbackStore | None,
+    question: Question,
+    answer: Answer | None,
+    channel: str,
+    message_ids: Sequence[str],
+) -> None:
+    """Record a delivered `answer` (None: nothing was delivered) if there is a store; a failure
+    is logged, never raised: the asker has their answer."""
+    if store is None or answer is None:
+        return
+    try:
+        await store.answered(question, answer, channel, message_ids)
+    except Exception:
+        log.warning("request %s: feedback not recorded", question.request_id, exc_info=True)

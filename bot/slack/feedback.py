@@ -3,7 +3,6 @@ answer, recorded as ratings in the feedback store (one per person per answer: th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -12,9 +11,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.core.events import Answer, Question
 from bot.core.reply import OutboxReply
-from bot.feedback.store import FeedbackStore, Reaction
-
-log = logging.getLogger(__name__)
+from bot.feedback.store import FeedbackStore, Reaction, record_answer
 
 
 class Delivered(Protocol):
@@ -72,13 +69,8 @@ class SlackFeedback:
 
     async def answered(self, question: Question, reply: OutboxReply[str] | Delivered) -> None:
         """Record the answer `reply` delivered, if it delivered one."""
-        if self.store is None or reply.delivered is None:
-            return
-        try:
-            channel = question.conversation.channel
-            await self.store.answered(question, reply.delivered, channel, reply.shown)
-        except Exception:
-            log.warning("request %s: feedback not recorded", question.request_id, exc_info=True)
+        channel = question.conversation.channel
+        await record_answer(self.store, question, reply.delivered, channel, reply.shown)
 
     async def _on_added(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         await self._react(body, event, added=True)
