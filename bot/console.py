@@ -25,6 +25,7 @@ from rich.text import Text
 from bot.core import texts
 from bot.core.events import Answer, ConversationRef, Progress, Question
 from bot.core.service import AnswerService
+from bot.core.serving import serve
 from inference.engine import Message
 from inference.loading import BUILTIN
 
@@ -38,7 +39,17 @@ class ConsoleReply:
     """Collects one answer; with `live`, prints the thinking and the final response as they
     are written (and only the rest at the end)."""
 
-    def __init__(self, out: TextIO | None = None, *, live: bool = False, model: str = "") -> None:
+    started = True  # a terminal is always listening
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        *,
+        live: bool = False,
+        model: str = "",
+        request_id: str = "",
+    ) -> None:
+        self.request_id = request_id
         self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
         self.errors = Console(file=sys.stderr, highlight=False, soft_wrap=True)
         self.live = live
@@ -49,6 +60,11 @@ class ConsoleReply:
         self.progress_seen: Progress | None = None  # the latest, for `demo`'s live lines
         self._printed = {"thinking": "", "answer": ""}  # what has been printed of each
         self._section: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """An answer or a failure is in (the end of the line for this question)."""
+        return self.answer is not None or self.error is not None
 
     async def notice(self, text: str) -> None:
         """Print an urgent notice at once on stderr (stdout keeps only the answer)."""
@@ -157,8 +173,9 @@ def _ctrl_c_stops(service: AnswerService, question: Question) -> Iterator[None]:
 
 
 async def _answer(service: AnswerService, question: Question, reply: ConsoleReply) -> None:
+    reply.request_id = question.request_id
     with _ctrl_c_stops(service, question):
-        await service.answer(question, reply)
+        await serve(service, question, reply)
     if reply.answer is not None and reply.answer.stopped:
         reply.errors.print(STOPPED)
 
@@ -217,7 +234,7 @@ async def demo(service: AnswerService, questions: list[str], disclaimer: str) ->
     print the answers in order."""
     replies = [ConsoleReply(model=service.engine.model_name) for _ in questions]
     work = asyncio.gather(
-        *(service.answer(console_question(q), r) for q, r in zip(questions, replies, strict=True))
+        *(serve(service, console_question(q), r) for q, r in zip(questions, replies, strict=True))
     )
     board = Console(file=sys.stderr, highlight=False)
     with Live(_board(questions, replies), console=board, refresh_per_second=4) as live:

@@ -13,12 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from bot import logs
 from bot.core import texts
+from bot.core.adapter import Reply
 from bot.core.events import Question
-from bot.core.reply import OutboxReply
 from bot.core.service import AnswerService, Outcome
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,24 @@ log = logging.getLogger(__name__)
 LAST_WORD_PATIENCE = 120.0  # seconds to tell an asker why there is no answer
 CUT_SHORT_PATIENCE = 10.0  # the same while the bot is stopping
 
+
+class Served(Reply, Protocol):
+    """A Reply that says whether the asker has a message from it, and whether it shows a final
+    text (an answer or a failure) that must not be overwritten."""
+
+    request_id: str
+    started: bool
+    finished: bool
+
+
 Prepare = Callable[[], Awaitable[Question | None]]
-Record = Callable[[Question, OutboxReply[Any]], Awaitable[None]]
+Record = Callable[[Question, Any], Awaitable[None]]  # gets the reply, as the platform made it
 
 
 async def serve(
     service: AnswerService,
     asked: Question,
-    reply: OutboxReply[Any],
+    reply: Served,
     *,
     prepare: Prepare | None = None,
     record: Record | None = None,
@@ -71,9 +81,7 @@ async def serve(
     return outcome
 
 
-async def last_word(
-    reply: OutboxReply[Any], text: str, patience: float = LAST_WORD_PATIENCE
-) -> None:
+async def last_word(reply: Served, text: str, patience: float = LAST_WORD_PATIENCE) -> None:
     """Tell the asker why there is no answer (Markdown), unless an answer or a failure is shown
     already; logs instead of raising when the platform cannot be reached."""
     if reply.finished:
