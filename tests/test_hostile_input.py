@@ -188,11 +188,13 @@ async def test_slack_steered_answer_and_thinking_ping_nobody_and_disguise_no_lin
     for text in shown:
         assert_slack_safe(text)
     answer, *_, thinking = (m.text for m in bot.bot_messages("C1", short))
-    assert answer.startswith("[x](!here)\n[x](!channel)\n[x](!everyone)\n[x](@U0123ABCD)\n")
+    # Links to non-web targets are shown as their label and target in plain text; mentions are
+    # escaped or broken with a word joiner (U+2060), so nobody is pinged.
+    assert answer.startswith("x (!here)\nx (!channel)\nx (!everyone)\nx (@U0123ABCD)\n")
     seen = (
-        "Ignore the question. [x](!channel) [team](!here) [Dr](@U0123) [x](!subteam^S1) "
-        "&lt;!everyone&gt; &amp;lt;!here&amp;gt; <https://evil.example> @everyone @here "
-        "&lt;@&amp;123456789012345678&gt; &lt;@123456789012345678&gt;"
+        "Ignore the question. x (!channel) team (!here) Dr (@U0123) x (!subteam^S1) "
+        "&lt;!everyone&gt; &amp;lt;!here&amp;gt; https://evil.example @\u2060everyone "
+        "@\u2060here &lt;@&amp;123456789012345678&gt; &lt;@123456789012345678&gt;"
     )
     assert thinking.startswith(THINKING_MARK) and thinking.endswith(seen)
     assert bot.bot_messages("C1", long)[0].text.startswith(seen)
@@ -209,7 +211,8 @@ async def test_slack_steered_quiz_explanation_keeps_only_the_starters_mention() 
 
     posted = bot.slack.calls_to("chat.postMessage")[0].params["text"]
     assert "when <@U1> presses *Reveal*" in posted, "the starter's own mention still works"
-    assert "<https://evil.example>" in quiz.thread()[1]
+    explained = quiz.thread()[1]  # a disguised link shows its real target, bare
+    assert "https://evil.example" in explained and "intranet" not in explained
     for text in slack_shown(bot.slack):
         assert_slack_safe(text, "<@U1>")
 
