@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.readme import write_section
-from tests.crowd import discord_crowd, slack_crowd
+from tests.harness.crowd import discord_crowd, slack_crowd
 
 RESULTS = Path(__file__).parent / "results" / "delivery.json"
 FAULTS = 0.05

@@ -68,7 +68,7 @@ async def slack(askers: int) -> dict[str, Any]:
     from bot.slack import limits
     from bot.slack.reply import THINKING_MARK
     from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event
-    from tests.test_slack import running
+    from tests.harness.slack import running
 
     tokens, engine = FirstTokens(), ScriptedEngine(script, step_delay=PACE, max_batch=16)
     await engine.start()
@@ -108,7 +108,8 @@ async def slack(askers: int) -> dict[str, Any]:
 async def discord(askers: int) -> dict[str, Any]:
     from bot.discord import limits
     from tests.fakes.discord import DiscordLimits, FakeDiscord
-    from tests.test_discord import replies, serving, until
+    from tests.harness.discord import replies, serving
+    from tests.harness.polling import until
 
     fake = FakeDiscord(limits=DiscordLimits())
     await fake.start()

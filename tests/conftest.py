@@ -1,5 +1,5 @@
-"""Shared fixtures: the built-in model loaded once per run, how fast it runs here, and engines
-on top of it."""
+"""Shared fixtures: the built-in model loaded once per run, how fast it runs here, engines on top
+of it, and a fake Discord."""
 
 from __future__ import annotations
 
@@ -78,3 +78,15 @@ async def scripted_engine() -> AsyncIterator[ScriptedEngine]:
     await engine.start()
     yield engine
     await engine.close(grace=0)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[Any]:
+    """A fake Discord on 127.0.0.1 (not `patched()`: the adapter must point discord.py here)."""
+    from tests.fakes.discord import FakeDiscord  # here, so only Discord tests load discord.py
+    from tests.harness.discord import HEARTBEAT_MS
+
+    server = FakeDiscord(heartbeat_interval_ms=HEARTBEAT_MS)
+    await server.start()
+    yield server
+    await server.stop()

@@ -14,13 +14,12 @@ from bot.core.admission import AccessPolicy, Admission, RateLimiter
 from bot.core.events import ConversationRef, Question
 from bot.slack.reply import FAIL_MARK, NOTICE_MARK
 from inference.scripted import Script, ScriptedEngine
-from tests import test_discord
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.slack import BOT_USER_ID, app_mention_event, message_event
-from tests.test_discord import replies, serving, until
-from tests.test_slack import Bot, eventually, running, scripted
-
-fake = test_discord.fake  # the fake Discord fixture
+from tests.harness.discord import replies, serving
+from tests.harness.engines import scripted
+from tests.harness.polling import until
+from tests.harness.slack import Bot, running
 
 
 def answers_ok(question: str) -> Script:
@@ -203,7 +202,7 @@ async def test_slack_second_question_while_the_first_is_answered_waits_its_turn(
     async with scripted(lambda q: script) as engine, running(engine, admission=Admission()) as bot:
         first = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> first")
         await bot.event(app_mention_event("first", ts=first))
-        await eventually(lambda: engine.requests)
+        await until(lambda: engine.requests)
         assert await ask_without_waiting(bot, "second") == f"{FAIL_MARK} {texts.ONE_AT_A_TIME}"
         engine.release.set()
         await bot.idle()
@@ -215,7 +214,7 @@ async def ask_without_waiting(bot: Bot, text: str) -> str:
     """Ask while another answer is in flight; wait for this question's refusal only."""
     ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> {text}")
     await bot.event(app_mention_event(text, ts=ts))
-    message = await eventually(
+    message = await until(
         lambda: [m for m in bot.bot_messages("C1", ts) if m.text.startswith(FAIL_MARK)]
     )
     return message[0].text
@@ -286,10 +285,10 @@ async def test_slack_a_full_queue_is_explained_and_the_waiting_are_told_their_pl
             for user in ("U1", "U2", "U3"):  # one answering, one waiting, one too many
                 ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> dose?", user=user)
                 await bot.event(app_mention_event("dose?", ts=ts, user=user))
-                await eventually(lambda ts=ts: bot.bot_messages("C1", ts))
+                await until(lambda ts=ts: bot.bot_messages("C1", ts))
             waiting, full = (bot.bot_messages("C1", ts)[0] for ts in _asked(bot)[1:])
-            await eventually(lambda: "next in line" in waiting.text)
-            await eventually(lambda: full.text.startswith(FAIL_MARK))
+            await until(lambda: "next in line" in waiting.text)
+            await until(lambda: full.text.startswith(FAIL_MARK))
             assert "Sorry, too many questions are waiting (request " in full.text, full.text
             stalled.release.set()
             await bot.idle()
@@ -325,7 +324,7 @@ async def test_slack_slash_commands_are_refused_privately_before_anything_is_pos
     async with scripted(answers_ok) as engine, running(engine, admission=admission) as bot:
         url = bot.slack.new_response_url()
         await bot.command(command, url)  # in C1
-        [response] = await eventually(lambda: bot.slack.responses[url])
+        [response] = await until(lambda: bot.slack.responses[url])
         await bot.idle()
     assert response == {"text": texts.NOT_IN_THIS_CHANNEL, "response_type": "ephemeral"}
     assert not bot.slack.calls_to("chat.postMessage"), "nothing was shown in C1"
@@ -343,14 +342,14 @@ async def test_slack_a_posted_quiz_counts_toward_the_rate_limit_a_failed_one_doe
             """/huatuo quiz that is not posted: what the starter was told privately."""
             url = bot.slack.new_response_url()
             await bot.command("quiz", url)
-            [response] = await eventually(lambda: bot.slack.responses[url])
+            [response] = await until(lambda: bot.slack.responses[url])
             return response["text"]
 
         bot.slack.error_next("chat.postMessage", "not_in_channel")
         assert (await refused_quiz()).startswith("I can't post a quiz")
         assert admission.limiter.tracked == 0, "a quiz that was not posted is not counted"
         await bot.command("quiz")
-        await eventually(lambda: admission.limiter.tracked == 1)  # posted, and counted
+        await until(lambda: admission.limiter.tracked == 1)  # posted, and counted
         over_the_limit = await refused_quiz()
     assert over_the_limit.startswith("You've reached the limit of 1 question per hour.")
 
@@ -381,7 +380,7 @@ async def test_a_refused_slash_question_still_gets_the_emergency_notice_first() 
     async with scripted(answers_ok) as engine, running(engine, admission=admission) as bot:
         url = bot.slack.new_response_url()
         await bot.command("I want to kill myself", url)  # in C1
-        [response] = await eventually(lambda: bot.slack.responses[url])
+        [response] = await until(lambda: bot.slack.responses[url])
     assert response["response_type"] == "ephemeral"
     assert "988" in response["text"], "crisis lines first"
     assert response["text"].endswith(texts.NOT_IN_THIS_CHANNEL)

@@ -24,6 +24,7 @@ from bot.core.outbox import (
     Write,
 )
 from bot.slack.limits import retry_after
+from tests.harness.polling import until
 
 
 class Said(Exception):
@@ -122,9 +123,7 @@ async def test_answers_take_the_budget_before_progress_and_placeholders() -> Non
     await asyncio.sleep(0)
     answer = asyncio.create_task(box.send(platform.write("answer")))
     await asyncio.gather(answer, *waiting)
-    async with asyncio.timeout(5):
-        while "progress" not in platform.applied:
-            await asyncio.sleep(0.01)
+    await until(lambda: "progress" in platform.applied, 5)
     assert platform.applied[:2] == ["first", "answer"]
     assert platform.applied.index("progress") > platform.applied.index("placeholder 2")
 
@@ -172,9 +171,7 @@ async def test_a_withdrawn_write_whose_response_was_lost_is_found() -> None:
 async def test_settling_between_two_progress_edits_is_not_taken_for_a_stuck_edit() -> None:
     platform, box = Platform(), outbox()
     box.offer("reply", platform.write("progress 1"), min_interval=5.0)
-    async with asyncio.timeout(5):
-        while "progress 1" not in platform.applied:
-            await asyncio.sleep(0.01)
+    await until(lambda: "progress 1" in platform.applied, 5)
     box.offer("reply", platform.write("progress 2"), min_interval=5.0)  # waits out the interval
     loop = asyncio.get_running_loop()
     started = loop.time()

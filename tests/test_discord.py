@@ -5,117 +5,28 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from itertools import pairwise
-from typing import Any, TypeVar
 
 import pytest
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError
 from bot.core import texts
-from bot.core.admission import Admission
-from bot.core.service import AnswerService
 from bot.core.texts import CAPPED
-from bot.discord import DiscordAdapter, limits
-from bot.discord.adapter import DiscordOptions
 from bot.discord.events import quote, strip_mention, unquote
 from bot.discord.surface import NOTICE_MARK, thread_name
 from inference.engine import Generation, GenerationRequest, Message, SamplingParams
 from inference.local import LocalEngine
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
-
-PROGRESS_TEXTS = ("Thinking… (", "Writing the answer… (")
-FAST = 20.0  # Discord's limits, 20 times faster: these tests are about flows, not budgets
-JSON = dict[str, Any]
-T = TypeVar("T")
-DISCLAIMER = Settings(_env_file=None).disclaimer
-HEARTBEAT_MS = 500
-# Every call that creates or edits a message: channel messages, interaction followups and edits.
-SENDS = re.compile(r"^/(channels/\d+/messages(/\d+)?|webhooks/\d+/[^/]+(/messages/[^/]+)?)$")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord(heartbeat_interval_ms=HEARTBEAT_MS)
-    await server.start()  # not `patched()`: the adapter must point discord.py here itself
-    yield server
-    await server.stop()
-
-
-GREEDY = SamplingParams(max_new_tokens=48, temperature=0.0)
-
-
-def _adapter(
-    fake: FakeDiscord,
-    engine: Any,
-    admission: Admission | None = None,
-    metrics: Any = None,
-    sampling: SamplingParams = GREEDY,
-    **kwargs: Any,
-) -> DiscordAdapter:
-    options = DiscordOptions(
-        bot_token=fake.token,
-        api_base=f"{fake.base_url}/api/v10",
-        gateway_url=f"ws://127.0.0.1:{fake.port}/gateway",
-        disclaimer=DISCLAIMER,
-    )
-    service = AnswerService(
-        engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
-    )
-    client_kwargs = {"guild_ready_timeout": 0.05}
-    kwargs.setdefault("budget", limits.budget(scale=FAST))
-    return DiscordAdapter(options, service, client_kwargs=client_kwargs, **kwargs)
-
-
-@asynccontextmanager
-async def serving(fake: FakeDiscord, engine: Any, **kwargs: Any) -> AsyncIterator[DiscordAdapter]:
-    """A started adapter; on exit it is stopped and what it sent is checked against the rules."""
-    adapter = _adapter(fake, engine, **kwargs)
-    await adapter.start()
-    try:
-        yield adapter
-    finally:
-        await adapter.stop()
-    assert adapter.client.is_closed()
-    sends = [c.json for c in fake.calls if c.method in ("POST", "PATCH") and SENDS.match(c.path)]
-    responses = [c.json.get("data") or {} for c in fake.calls_to("POST", "/callback$")]
-    sends += [data for data in responses if "content" in data]  # messages, not bare defers
-    assert sends and all(body["allowed_mentions"] == {"parse": []} for body in sends)
-    _assert_progress_throttled(fake)
-
-
-def _assert_progress_throttled(fake: FakeDiscord) -> None:
-    """At most one progress edit a second per message (answers and failures are not held)."""
-    edits: dict[str, list[float]] = {}
-    for call in fake.calls_to("PATCH", r"/messages/[^/]+$"):
-        if str((call.json or {}).get("content")).startswith(PROGRESS_TEXTS):
-            edits.setdefault(call.path, []).append(call.at)
-    for times in edits.values():
-        assert all(b - a >= 0.99 for a, b in pairwise(times))
-
-
-async def until(check: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll `check` until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while not (value := check()):
-            await asyncio.sleep(0.01)
-    return value
-
-
-def replies(fake: FakeDiscord, asked: JSON) -> list[JSON]:
-    """The bot's messages replying to `asked` (the parts of its answer), oldest first."""
-    return [
-        m
-        for m in fake.channel_messages(asked["channel_id"])
-        if m["author"]["id"] == fake.bot_user["id"]
-        and (m.get("message_reference") or {}).get("message_id") == asked["id"]
-    ]
-
-
-def thread_messages(fake: FakeDiscord, index: int = 0) -> list[JSON]:
-    return fake.channel_messages(fake.threads[index].channel["id"]) if fake.threads else []
+from tests.harness.discord import (
+    DISCLAIMER,
+    HEARTBEAT_MS,
+    make_adapter,
+    replies,
+    serving,
+    thread_messages,
+)
+from tests.harness.polling import until
 
 
 def asked_messages(engine: ScriptedEngine, index: int) -> tuple[Message, ...]:
@@ -466,7 +377,7 @@ async def test_ask_synced_to_one_guild_is_answered_there(
 
 async def test_refused_token_is_a_clear_error(fake: FakeDiscord) -> None:
     fake.fail_next("GET", r"^/users/@me$", status=401)
-    adapter = _adapter(fake, ScriptedEngine())
+    adapter = make_adapter(fake, ScriptedEngine())
     with pytest.raises(ConfigError, match="DISCORD_BOT_TOKEN"):
         await adapter.start()
     assert adapter.client.is_closed()

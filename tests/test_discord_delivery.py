@@ -16,11 +16,10 @@ import pytest
 from bot.core import texts
 from bot.discord import adapter as adapter_module
 from inference.scripted import Script, ScriptedEngine, huatuo_script
-from tests.crowd import discord_crowd
 from tests.fakes.discord import DiscordLimits, FakeDiscord
-from tests.test_discord import DISCLAIMER, FAST, JSON, fake, replies, serving, until
-
-__all__ = ["fake"]  # the fixture
+from tests.harness.crowd import discord_crowd
+from tests.harness.discord import DISCLAIMER, FAST, JSON, replies, serving
+from tests.harness.polling import until
 
 
 async def test_fifty_people_ask_in_one_channel_at_once_with_limits_and_faults() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import copy
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -19,20 +18,25 @@ from bot.core.admission import AccessPolicy, Admission
 from bot.discord import history as history_module
 from bot.discord import quiz as discord_quiz
 from bot.discord import quiz_surface
-from bot.discord.adapter import DiscordAdapter
 from bot.quiz import texts
-from bot.quiz.bank import QuestionBank
 from bot.quiz.item import QuizItem
 from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
-from inference.engine import Message, SamplingParams
+from inference.engine import Message
 from inference.scripted import Script, ScriptedEngine
-from tests import test_discord
 from tests.fakes.discord import EPHEMERAL, DiscordLimits, FakeDiscord, buttons
-from tests.test_discord import DISCLAIMER, serving, until
-from tests.test_quiz import ITEM
+from tests.harness.discord import DISCLAIMER, JSON
+from tests.harness.discord_quiz import (
+    answer_id,
+    quiz_serving,
+    quizzes_of,
+    reveal_id,
+    start_quiz,
+    thread_of,
+)
+from tests.harness.polling import until
+from tests.harness.quiz import ITEM
 
-JSON = dict[str, Any]
 THINKING = "Scurvy comes from a lack of vitamin C, needed for collagen."
 FINAL = "The answer is B, vitamin C."
 EXPLANATION = f"## Thinking\n\n{THINKING}\n\n## Final Response\n\n{FINAL}"
@@ -43,20 +47,12 @@ def explain_b(prompt: str, stall_at: int | None = None) -> Script:
     return Script(chunks, stall_at=stall_at)
 
 
-fake = test_discord.fake  # the fake Discord fixture
-
-
 @pytest.fixture
 async def engine() -> AsyncIterator[ScriptedEngine]:
     engine = ScriptedEngine(explain_b)
     await engine.start()
     yield engine
     await engine.close(grace=0)
-
-
-def quizzes_of(engine: ScriptedEngine, *items: QuizItem, **kwargs: Any) -> Quizzes:
-    sampling = SamplingParams(max_new_tokens=64, temperature=0.0)
-    return Quizzes(QuestionBank(list(items or [ITEM]), name="test"), engine, sampling, **kwargs)
 
 
 @pytest.fixture
@@ -69,35 +65,6 @@ def quick_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(discord_quiz, "COUNT_INTERVAL", 0.1)
 
 
-@asynccontextmanager
-async def quiz_serving(
-    fake: FakeDiscord, quizzes: Quizzes, *, sync_guild: bool = True, **kwargs: Any
-) -> AsyncIterator[DiscordAdapter]:
-    """The adapter with quizzes, its commands synced to the fake's guild (or globally). On exit,
-    as when the bot stops, open quizzes are revealed before the adapter stops."""
-    guild = int(fake.guild_id) if sync_guild else None
-    engine = quizzes.engine
-    async with serving(fake, engine, sync_guild=guild, quizzes=quizzes, **kwargs) as adapter:
-        try:
-            yield adapter
-        finally:
-            await quizzes.close(grace=5)
-
-
-async def start_quiz(fake: FakeDiscord, user: JSON | None = None) -> JSON:
-    """`/quiz` by `user` (alice by default); the quiz message once posted."""
-    interaction = await fake.dispatch_interaction("quiz", user=user)
-    return await until(lambda: fake.originals.get(interaction["token"]))
-
-
-def reveal_id(message: JSON) -> str:
-    return next(b["custom_id"] for b in buttons(message) if b["label"] == "Reveal")
-
-
-def answer_id(message: JSON, letter: str) -> str:
-    return next(b["custom_id"] for b in buttons(message) if b["label"] == letter)
-
-
 def callbacks(fake: FakeDiscord, interaction: JSON) -> list[JSON]:
     return [c.json for c in fake.calls_to("POST", rf"^/interactions/{interaction['id']}/")]
 
@@ -107,16 +74,6 @@ async def whisper(fake: FakeDiscord, interaction: JSON) -> str:
     [callback] = await until(lambda: callbacks(fake, interaction))
     assert callback["type"] == 4 and callback["data"]["flags"] == EPHEMERAL
     return callback["data"]["content"]
-
-
-def thread_of(fake: FakeDiscord, message: JSON) -> list[JSON]:
-    """The messages of the thread started on `message`."""
-    return [
-        m
-        for t in fake.threads
-        if t.starter is not None and t.starter["id"] == message["id"]
-        for m in fake.channel_messages(t.channel["id"])
-    ]
 
 
 def quiz_id(message: JSON) -> str:

@@ -29,15 +29,14 @@ from inference.engine import (
 )
 from inference.remote import ModelServerError, RemoteEngine
 from inference.scripted import ScriptedEngine
-from tests import test_discord
 from tests.fakes.discord import FakeDiscord
-from tests.test_discord import replies, serving, until
-from tests.test_hostile_input import slack_shown
-from tests.test_remote import nothing_listening
-from tests.test_slack import eventually, running
-from tests.test_slack_quiz import ITEM, start_quiz
+from tests.harness.discord import replies, serving
+from tests.harness.links import slack_shown
+from tests.harness.polling import until
+from tests.harness.slack import running
+from tests.harness.slack_quiz import ITEM, start_quiz
+from tests.servers.closed import nothing_listening
 
-fake = test_discord.fake  # the fake Discord fixture
 ID = "3fa2b9c01d2e"
 API_KEY = "sk-proj-Xq81SECRETkeyZ9876"
 OPENAI_SHOWN = f"{API_KEY[:3]}{'*' * (len(API_KEY) - 7)}{API_KEY[-4:]}"  # as OpenAI quotes it
@@ -220,7 +219,7 @@ async def test_slack_a_quiz_explanation_the_model_server_could_not_give_is_told_
             async with running(engine, quizzes=quizzes) as bot:
                 quiz = await start_quiz(bot)
                 await quiz.reveal("U1")
-                await eventually(lambda: len(quiz.thread()) == 2)
+                await until(lambda: len(quiz.thread()) == 2)
         finally:
             await quizzes.close(grace=1.0)
 

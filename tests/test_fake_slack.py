@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -36,6 +36,7 @@ from tests.fakes.slack import (
     signed_request,
     slash_command,
 )
+from tests.harness.polling import until
 
 SECRET = "test-signing-secret"
 SLOW = 0.01  # a limits scale so slow that no bucket refills during a test, however slow the machine
@@ -61,14 +62,6 @@ async def _refused(call: Awaitable[object]) -> SlackApiError:
     with pytest.raises(SlackApiError) as failed:
         await call
     return failed.value
-
-
-async def _eventually(condition: Callable[[], object]) -> None:
-    for _ in range(100):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met within 2 s")
 
 
 async def test_thinking_then_answer_in_thread(slack: FakeSlack) -> None:
@@ -179,7 +172,7 @@ async def test_signed_slash_command_responds_to_response_url(slack: FakeSlack) -
 
     response = await app.async_dispatch(AsyncBoltRequest(body=body.decode(), headers=headers))
     assert response.status == 200
-    await _eventually(lambda: slack.responses[url])
+    await until(lambda: slack.responses[url], 2, every=0.02)
     assert slack.responses[url] == [{"text": "echo: chest pain"}]
 
     _, bad = signed_request(slash_command("x", response_url=url), "wrong", form=True)
@@ -205,7 +198,7 @@ async def test_signed_events_reach_bolt_and_own_messages_are_ignored(slack: Fake
         body, headers = signed_request(event_callback(event), SECRET)
         response = await app.async_dispatch(AsyncBoltRequest(body=body.decode(), headers=headers))
         assert response.status == 200
-    await _eventually(lambda: len(seen) == 3)
+    await until(lambda: len(seen) == 3, 2, every=0.02)
     assert len(seen) == 3  # the bot's own echo was dropped by bolt's IgnoringSelfEvents
     assert set(seen) == {("D1", None), ("D1", "message_changed"), ("C2", "bot_message")}
 
@@ -315,7 +308,7 @@ async def test_stalled_answers(slack: FakeSlack) -> None:
     slack.stall_next("chat.postMessage", 0.3)  # applied at once, answered late
     with pytest.raises(TimeoutError):
         await impatient.chat_postMessage(channel="C1", text="applied anyway")
-    await _eventually(lambda: slack.messages)
+    await until(lambda: slack.messages, 2, every=0.02)
 
     slack.stall_next("chat.postMessage", 0.3, apply=False)
     with pytest.raises(TimeoutError):

@@ -25,19 +25,10 @@ from tests.fakes.slack import (
     event_callback,
     reaction_event,
 )
-from tests.test_discord import replies, serving, thread_messages, until
-from tests.test_slack import Bot, running
-
-
-def query(path: Path, sql: str) -> list[tuple]:
-    """Rows from the database file, read the way `huatuo-bot stats` would (another connection)."""
-    with closing(sqlite3.connect(path)) as db:
-        return db.execute(sql).fetchall()
-
-
-def ratings(path: Path) -> list[tuple]:
-    return query(path, "SELECT request_id, user_id, rating FROM ratings ORDER BY user_id")
-
+from tests.harness.discord import replies, serving, thread_messages
+from tests.harness.feedback import query, ratings
+from tests.harness.polling import until
+from tests.harness.slack import Bot, running
 
 ANSWER_ROW = """SELECT request_id, platform, model, origin, channel, completion_tokens, complete,
     truncated, total_seconds > 0, first_token_seconds >= 0, question, answer FROM answers"""

@@ -22,8 +22,8 @@ from bot.feedback.store import FeedbackStore, Reaction
 from bot.metrics import Metrics
 from bot.wiring import open_store
 from inference.scripted import ScriptedEngine
-from tests.test_discord import until
-from tests.test_feedback import query, ratings
+from tests.harness.feedback import query, ratings
+from tests.harness.polling import until
 
 HOLD = """
 import sqlite3, sys

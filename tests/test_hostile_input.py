@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,23 +9,21 @@ import pytest
 from bot.core import texts
 from bot.slack.reply import FAIL_MARK, THINKING_MARK
 from inference.scripted import Script, ScriptedEngine
-from tests import test_discord
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import (
     BOT_USER_ID,
-    FakeSlack,
     app_mention_event,
     event_callback,
     signed_request,
 )
-from tests.test_discord import SENDS, replies, serving, thread_messages, until
-from tests.test_discord_quiz import quiz_serving, quizzes_of, reveal_id, thread_of
-from tests.test_discord_quiz import start_quiz as start_discord_quiz
-from tests.test_links import FORMS, TOKENS, assert_slack_safe
-from tests.test_slack import SECRET, Bot, chunked, eventually, running, scripted
-from tests.test_slack_quiz import quiz_bot, start_quiz
-
-fake = test_discord.fake  # the fake Discord fixture
+from tests.harness.discord import SENDS, replies, serving, thread_messages
+from tests.harness.discord_quiz import quiz_serving, quizzes_of, reveal_id, thread_of
+from tests.harness.discord_quiz import start_quiz as start_discord_quiz
+from tests.harness.engines import chunked, scripted
+from tests.harness.links import FORMS, TOKENS, assert_slack_safe, slack_shown
+from tests.harness.polling import until
+from tests.harness.slack import SECRET, Bot, running
+from tests.harness.slack_quiz import quiz_bot, start_quiz
 
 HUGE = "chest pain " * 9091  # 100,001 characters
 ODD_QUESTIONS = {
@@ -148,31 +145,11 @@ STEERED = (
 HOSTILE = "\n".join(  # every form, every token: one line each
     form.replace("{t}", token) for form in FORMS for token in TOKENS
 )
-POSTING = {"chat.postMessage", "chat.update", "chat.postEphemeral", "files.completeUploadExternal"}
 
 
 def steered(thinking: str, answer: str) -> Script:
     text = f"## Thinking\n\n{thinking}\n\n## Final Response\n\n{answer}"
     return chunked(text, 400)
-
-
-def strings(value: Any) -> Iterator[str]:
-    """Every string inside a JSON-like value."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings(item)
-
-
-def slack_shown(slack: FakeSlack) -> list[str]:
-    """Every text the bot gave Slack to show: messages, edits, their blocks, private messages,
-    file titles and comments."""
-    calls = [call.params for call in slack.calls if call.method in POSTING]
-    return [text for params in calls for text in strings(params)]
 
 
 async def test_slack_steered_answer_and_thinking_ping_nobody_and_disguise_no_link() -> None:
@@ -207,7 +184,7 @@ async def test_slack_steered_quiz_explanation_keeps_only_the_starters_mention() 
     async with quiz_bot(script=lambda q: explanation) as (bot, _):
         quiz = await start_quiz(bot)
         await quiz.reveal("U1")
-        await eventually(lambda: len(quiz.thread()) == 3)
+        await until(lambda: len(quiz.thread()) == 3)
 
     posted = bot.slack.calls_to("chat.postMessage")[0].params["text"]
     assert "when <@U1> presses *Reveal*" in posted, "the starter's own mention still works"

@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +16,7 @@ import pytest
 from bot.config import Settings
 from bot.instance import AlreadyRunning, lock_path, single_instance
 from tests.fakes.discord import FakeDiscord
+from tests.harness.polling import until
 from tests.servers.scripted import ScriptedServer
 
 # Seconds that mean "stuck", not "slow": a process is ready in about 3 s on an idle 2-core machine.
@@ -93,14 +93,6 @@ def test_a_link_planted_in_place_of_the_lock_is_not_followed(tmp_path, caplog):
 # ---- two real `huatuo-bot run` processes -------------------------------------------------------
 
 
-async def eventually(condition, timeout: float = PATIENCE):
-    deadline = time.monotonic() + timeout
-    while not (value := await condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-    return value
-
-
 async def test_a_second_run_with_the_same_discord_bot_refuses_and_the_first_keeps_serving(
     tmp_path, unused_tcp_port_factory
 ):
@@ -140,7 +132,7 @@ async def test_a_second_run_with_the_same_discord_bot_refuses_and_the_first_keep
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await eventually(up)
+            await until(up, PATIENCE, every=0.1)
 
         try:
             async with aiohttp.ClientSession() as http:

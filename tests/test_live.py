@@ -27,14 +27,15 @@ from bot.core.service import AnswerService
 from bot.slack.reply import STOP_ACTION, THINKING_MARK
 from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
-from tests.crowd import discord_crowd, slack_crowd
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import BOT_USER_ID, app_mention_event, block_actions, interactive_form
 from tests.fakes.slack import signed_request as slack_signed
+from tests.harness.crowd import discord_crowd, slack_crowd
+from tests.harness.discord import replies, serving
+from tests.harness.polling import until
+from tests.harness.slack import SECRET, Bot, running
 from tests.servers.proxy import CuttableProxy
 from tests.servers.scripted import ScriptedServer
-from tests.test_discord import replies, serving, until
-from tests.test_slack import SECRET, Bot, running
 
 HEADER = re.compile(r"#{1,4}[ \t]*(thinking|final[ \t]+response)", re.IGNORECASE)
 PACE = 0.05  # seconds per word
@@ -287,7 +288,7 @@ class Collected:
 
 async def test_stop_closes_the_model_servers_stream_and_keeps_what_was_written() -> None:
     from inference.remote import RemoteEngine
-    from tests.test_service import question as make_question
+    from tests.harness.service import question as make_question
 
     text = "## Thinking\n\n" + " ".join(f"w{n}" for n in range(400))
     async with (

@@ -8,7 +8,7 @@ import logging
 from bot import cli, logs
 from bot.core.service import AnswerService
 from inference.engine import SamplingParams
-from tests.test_service import CollectingReply, question
+from tests.harness.service import CollectingReply, question
 
 
 async def test_json_lines_carry_the_request_id_of_the_question_being_answered(

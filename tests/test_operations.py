@@ -28,8 +28,8 @@ from inference.engine import GenerationRequest, Message, SamplingParams
 from inference.remote import RemoteEngine
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.fakes.slack import FakeSlack
+from tests.harness.service import CollectingReply, question
 from tests.servers.scripted import ScriptedServer
-from tests.test_service import CollectingReply, question
 
 
 @asynccontextmanager

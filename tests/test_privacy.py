@@ -10,9 +10,10 @@ import pytest
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import message_event
-from tests.test_discord import serving, thread_messages, until
-from tests.test_service import CollectingReply, question, service
-from tests.test_slack import running
+from tests.harness.discord import serving, thread_messages
+from tests.harness.polling import until
+from tests.harness.service import CollectingReply, question, service
+from tests.harness.slack import running
 
 QUESTION = "Is quokka-zebra-4711 syndrome contagious? I have crushing chest pain right now"
 FOLLOW_UP = "What about wombat-lantern-88?"

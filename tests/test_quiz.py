@@ -13,26 +13,14 @@ from pydantic import ValidationError
 
 from bot.cli import check
 from bot.config import Settings
-from bot.core.events import ConversationRef
 from bot.quiz import texts
 from bot.quiz.bank import MEDQA_SOURCE, BankError, QuestionBank
 from bot.quiz.explanation import ExplanationFailed
-from bot.quiz.item import QuizItem
 from bot.quiz.registry import Quizzes, TooManyQuizzes
 from bot.quiz.schedule import CaseOfTheDay, DailyPost, parse_schedule
 from bot.quiz.session import Quiz, Reveal, RevealRefused
-from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
-
-WHERE = ConversationRef("slack", "C1")
-ITEM = QuizItem(
-    "bank-1",
-    "Which vitamin deficiency causes scurvy?",
-    {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"},
-    "B",
-    "a test bank",
-)
-SAMPLING = SamplingParams(max_new_tokens=64, temperature=0.0)
+from tests.harness.quiz import ITEM, SAMPLING, WHERE, answer_b, bank_of
 
 
 def row(question: str = "Q?", answer: str = "A", **extra: object) -> str:
@@ -171,15 +159,6 @@ def test_durations_read_naturally() -> None:
 
 
 # ---- the registry: timer, explanation, shutdown -----------------------------------------------
-
-
-def bank_of(*items: QuizItem) -> QuestionBank:
-    return QuestionBank(list(items), name="test")
-
-
-def answer_b(question: str) -> Script:
-    text = "## Thinking\n\nScurvy is vitamin C deficiency.\n\n## Final Response\n\nThe answer is B."
-    return Script(tuple(text[i : i + 5] for i in range(0, len(text), 5)))
 
 
 def recorder() -> tuple[list[Reveal], Callable[[Reveal], Awaitable[None]]]:

@@ -21,6 +21,7 @@ from bot.quiz.registry import Quizzes
 from bot.quiz.session import Quiz, Reveal
 from inference.engine import SamplingParams
 from inference.scripted import Script, ScriptedEngine
+from tests.harness.polling import until
 
 WHERE = ConversationRef("slack", "C1")
 SAMPLING = SamplingParams(max_new_tokens=64, temperature=0.0)
@@ -34,13 +35,6 @@ ITEM = QuizItem(
 
 def answer_b(question: str) -> Script:
     return Script(("## Thinking\n\nScurvy.\n\n## Final Response\n\n", "The answer is B."))
-
-
-async def until(check: Callable[[], object]) -> None:
-    """Wait for `check` to hold (failing after 10 s, far beyond what it needs)."""
-    async with asyncio.timeout(10):
-        while not check():
-            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -246,7 +240,7 @@ async def revealed_while_stalled(make) -> tuple[Setup, CollectingReply]:
     quiz = await s.start()
     await s.flow.reveal("r1", "U1", quiz.id)
     [reply] = s.surface.replies
-    await until(lambda: reply.statuses)
+    await until(lambda: reply.statuses, 10)
     return s, reply
 
 
@@ -283,7 +277,7 @@ async def test_a_quiz_revealed_before_its_post_came_back_shows_nothing_more(make
     s = await make()
     s.surface.hold = asyncio.Event()
     starting = asyncio.create_task(s.flow.start("command", "U1", WHERE))
-    await until(lambda: len(s.quizzes))
+    await until(lambda: len(s.quizzes), 10)
     await s.quizzes.close(grace=1.0)  # the bot stops: open quizzes are revealed
     s.surface.hold.set()
     await starting

@@ -10,7 +10,7 @@ from bot.core import texts
 from bot.quiz.registry import QuizNotOpened, Quizzes
 from bot.quiz.session import Reveal
 from inference.scripted import ScriptedEngine
-from tests.test_quiz import ITEM, SAMPLING, WHERE, answer_b, bank_of
+from tests.harness.quiz import ITEM, SAMPLING, WHERE, answer_b, bank_of
 
 
 async def test_close_reveals_open_quizzes_finishes_timer_reveals_and_opens_no_more() -> None:

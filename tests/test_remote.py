@@ -7,7 +7,6 @@ cuts connections as a dying server would; a scripted server answers 503 / 429 / 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -34,10 +33,11 @@ from inference.engine import (
 from inference.reasoning import Reasoning, split_reasoning
 from inference.remote import ModelServerError, RemoteEngine, served_models
 from inference.thinking import FORCED_FINAL, PREFILL
+from tests.harness.slack import DISCLAIMER, running
+from tests.servers.closed import nothing_listening
 from tests.servers.proxy import CuttableProxy
 from tests.servers.scripted import Ending, ScriptedServer, continued
 from tests.servers.transformers_serve import TransformersServer, export_builtin, exported_folder
-from tests.test_slack import DISCLAIMER, running
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0, top_p=1.0)  # the topic comes first
 LONG = SamplingParams(max_new_tokens=400, temperature=0.0, top_p=1.0)
@@ -47,14 +47,6 @@ HUATUO_7B = "FreedomIntelligence/HuatuoGPT-o1-7B"
 
 def ask(text: str, sampling: SamplingParams = GREEDY) -> GenerationRequest:
     return GenerationRequest((Message("user", text),), sampling)
-
-
-def nothing_listening() -> str:
-    """The URL of a port on 127.0.0.1 where no server listens."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="session")

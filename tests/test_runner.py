@@ -8,25 +8,17 @@ import os
 import re
 import signal
 import sys
-import time
 
 import aiohttp
 import pytest
 
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import BOT_USER_ID, FakeSlack, app_mention_event, event_callback
+from tests.harness.polling import until
 
 FOOTER = "is not a substitute for clinical judgement"  # the default disclaimer ends answers
 # Seconds that mean "stuck", not "slow": the whole run takes about 25 s on an idle 2-core machine.
 PATIENCE = 300.0
-
-
-async def eventually(condition, timeout: float = PATIENCE):
-    deadline = time.monotonic() + timeout
-    while not (value := await condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-    return value
 
 
 @pytest.mark.model
@@ -65,13 +57,13 @@ async def test_run_all_serves_both_platforms_with_one_model_and_stops_gracefully
                     except aiohttp.ClientConnectionError:
                         return False
 
-                await eventually(healthy)
+                await until(healthy, PATIENCE, every=0.1)
             await slack.wait_connected(timeout=30)
 
             async def discord_ready() -> bool:  # /ask is registered once the bot takes messages
                 return bool(discord.calls_to("PUT", r"/commands$"))
 
-            await eventually(discord_ready)
+            await until(discord_ready, PATIENCE, every=0.1)
             ts = slack.add_message("C1", f"<@{BOT_USER_ID}> What is asthma?")
             mention = app_mention_event("What is asthma?", ts=ts)
             await slack.send_socket_event("events_api", event_callback(mention))
@@ -89,8 +81,8 @@ async def test_run_all_serves_both_platforms_with_one_model_and_stops_gracefully
                         return message["content"]
                 return None
 
-            assert "asthma" in (await eventually(slack_answer)).lower()
-            assert "gout" in (await eventually(discord_answer)).lower()
+            assert "asthma" in (await until(slack_answer, PATIENCE, every=0.1)).lower()
+            assert "gout" in (await until(discord_answer, PATIENCE, every=0.1)).lower()
             async with aiohttp.ClientSession() as http:
                 base = f"http://127.0.0.1:{unused_tcp_port}"
                 async with http.get(f"{base}/readyz") as response:
@@ -110,7 +102,7 @@ async def test_run_all_serves_both_platforms_with_one_model_and_stops_gracefully
                 mine = [m for m in slack.thread("C1", ts) if m.user == BOT_USER_ID]
                 return bool(mine) and not any(FOOTER in m.text for m in mine)
 
-            await eventually(placeholder)
+            await until(placeholder, PATIENCE, every=0.1)
             process.send_signal(signal.SIGTERM)
 
             async def stopping() -> bool:
@@ -119,7 +111,7 @@ async def test_run_all_serves_both_platforms_with_one_model_and_stops_gracefully
                     async with http.get(url) as response:
                         return (await response.json())["stopping"]
 
-            await eventually(stopping, timeout=10)
+            await until(stopping, 10, every=0.1)
             late = await discord.dispatch_message("What is psoriasis?", mentions_bot=True)
             assert await asyncio.wait_for(process.wait(), PATIENCE + 30) == 0
             assert await slack_answer() is not None, "the answer in flight was delivered"

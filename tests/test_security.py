@@ -19,7 +19,7 @@ from bot.config import ConfigError, Settings
 from bot.wiring import remote_engine
 from inference.remote import RemoteEngine, mask_urls
 from tests.fakes.slack import app_mention_event, event_callback, signed_request, slash_command
-from tests.test_slack import SECRET, running
+from tests.harness.slack import SECRET, running
 
 PASSWORD = "s3cret-pw-6215"
 

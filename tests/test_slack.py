@@ -5,26 +5,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
 from bot.core import texts
-from bot.core.admission import Admission
 from bot.core.events import Progress
 from bot.core.outbox import Outbox
-from bot.core.service import AnswerService
 from bot.core.splitting import utf8_size
 from bot.core.texts import CAPPED
 from bot.metrics import Metrics
 from bot.slack import limits
-from bot.slack.adapter import EVENTS_PATH, SlackAdapter, SlackOptions, web_client
+from bot.slack.adapter import web_client
 from bot.slack.events import Identity, thread_history
 from bot.slack.markdown import safe_markdown
 from bot.slack.mrkdwn import FENCE, to_mrkdwn
@@ -37,157 +31,23 @@ from bot.slack.reply import (
     SlackDelivery,
     asked_text,
 )
-from bot.web import WebServer, create_web_app
 from inference.engine import Message, SamplingParams
-from inference.scripted import Script, ScriptedEngine
 from tests.fakes.slack import (
     BOT_ID,
     BOT_USER_ID,
     FakeSlack,
-    SlackLimits,
     app_mention_event,
     bot_message_event,
     event_callback,
     message_changed_event,
     message_event,
     signed_request,
-    slash_command,
 )
-from tests.fakes.slack import Message as SlackMessage
+from tests.harness.engines import chunked, scripted
+from tests.harness.polling import until
+from tests.harness.slack import DISCLAIMER, SECRET, Bot, Mode, options, running
 
-SECRET = "test-signing-secret"
-DISCLAIMER = "_Check with a clinician._"
 LIMIT = 3500
-FAST = 20.0  # Slack's limits, 20 times faster: these tests are about flows, not budgets
-Mode = Literal["http", "socket"]
-T = TypeVar("T")
-
-
-async def eventually(condition: Callable[[], T], timeout: float = 5.0) -> T:
-    """Poll until `condition()` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
-    return value
-
-
-@dataclass
-class Bot:
-    """A running adapter on a fake Slack, and ways to send it what Slack would."""
-
-    slack: FakeSlack
-    adapter: SlackAdapter
-    mode: Mode
-    http: aiohttp.ClientSession
-    base_url: str
-
-    async def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """POST to the events URL as Slack does; returns the status and any JSON body."""
-        url = f"{self.base_url}{EVENTS_PATH}"
-        async with self.http.post(url, data=body, headers=headers) as response:
-            json = response.content_type == "application/json"
-            return response.status, await response.json() if json else {}
-
-    async def send(self, payload: dict[str, Any], retry: int = 0) -> float:
-        """Deliver an events_api payload; returns the seconds until it was acknowledged."""
-        started = time.monotonic()
-        if self.mode == "socket":
-            envelope = await self.slack.send_socket_event(
-                "events_api", payload, retry_attempt=retry
-            )
-            await self.slack.wait_ack(envelope)
-        else:
-            body, headers = signed_request(payload, SECRET)
-            if retry:
-                headers |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "timeout"}
-            assert (await self.post(body, headers))[0] == 200
-        return time.monotonic() - started
-
-    async def event(self, event: dict[str, Any]) -> None:
-        await self.send(event_callback(event))
-
-    async def mention(self, text: str) -> str:
-        """A person mentions the bot in C1 (stored, then sent as app_mention); returns its ts."""
-        ts = self.slack.add_message("C1", f"<@{BOT_USER_ID}> {text}")
-        await self.event(app_mention_event(text, ts=ts))
-        return ts
-
-    async def command(self, text: str, response_url: str | None = None) -> dict[str, Any]:
-        """Run the slash command; returns what the ack carried ({} when nothing)."""
-        url = response_url or self.slack.new_response_url()
-        fields = slash_command(text, response_url=url, command=self.adapter.command)
-        if self.mode == "socket":
-            envelope = await self.slack.send_socket_event("slash_commands", fields)
-            return (await self.slack.wait_ack(envelope)).get("payload", {})
-        status, ack = await self.post(*signed_request(fields, SECRET, form=True))
-        assert status == 200
-        return ack
-
-    async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until every answer in flight is done."""
-        await eventually(lambda: self.adapter.in_flight == 0, timeout)
-
-    def bot_messages(self, channel: str, thread_ts: str) -> list[SlackMessage]:
-        return [m for m in self.slack.thread(channel, thread_ts) if m.user == BOT_USER_ID]
-
-
-def options(slack: FakeSlack, mode: Mode) -> SlackOptions:
-    return SlackOptions(
-        bot_token="xoxb-test",
-        app_token="xapp-1-test" if mode == "socket" else None,
-        signing_secret=SECRET,
-        api_url=slack.api_url.rstrip("/"),  # the adapter adds the slash back
-        disclaimer=DISCLAIMER,
-    )
-
-
-GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
-
-
-@asynccontextmanager
-async def running(
-    engine: Any,
-    mode: Mode = "http",
-    admission: Admission | None = None,
-    *,
-    slack_limits: SlackLimits | None = None,
-    metrics: Any = None,
-    sampling: SamplingParams = GREEDY,
-    **adapter_options: Any,
-) -> AsyncIterator[Bot]:
-    """The adapter on a fresh fake Slack (enforcing `slack_limits`, if any), served by
-    bot/web.py's server; stopped cleanly."""
-    async with FakeSlack(limits=slack_limits) as slack, aiohttp.ClientSession() as http:
-        service = AnswerService(
-            engine, sampling, progress_interval=0.05, admission=admission, metrics=metrics
-        )
-        web_app = create_web_app()
-        adapter_options.setdefault("budget", limits.budget(scale=FAST))
-        adapter = SlackAdapter(options(slack, mode), service, web_app, **adapter_options)
-        server = WebServer(web_app, port=0, host="127.0.0.1")
-        port = await server.start()
-        await adapter.start()
-        try:
-            yield Bot(slack, adapter, mode, http, f"http://127.0.0.1:{port}")
-        finally:
-            await adapter.stop()
-            await server.stop()
-
-
-@asynccontextmanager
-async def scripted(script_for: Callable[[str], Script]) -> AsyncIterator[ScriptedEngine]:
-    engine = ScriptedEngine(script_for)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close(grace=0)
-
-
-def chunked(text: str, size: int = 40, **options: Any) -> Script:
-    return Script(tuple(text[i : i + size] for i in range(0, len(text), size)), **options)
 
 
 def final_text(bot: Bot, channel: str, thread_ts: str) -> str:
@@ -319,7 +179,7 @@ async def test_slash_command_where_the_bot_cannot_post_says_so_privately(scripte
         bot.slack.error_next("chat.postMessage", "not_in_channel")
         url = bot.slack.new_response_url()
         assert await bot.command("what is sepsis?", url) == {}
-        response = await eventually(lambda: bot.slack.responses[url])
+        response = await until(lambda: bot.slack.responses[url])
     assert "/invite" in response[0]["text"] and response[0]["response_type"] == "ephemeral"
     assert not scripted_engine.requests
 
@@ -483,7 +343,7 @@ async def test_stopping_tells_the_asker_of_an_answer_in_flight() -> None:
     script = chunked("## Thinking\n\nHmm, let me see", 5, stall_at=3)
     async with scripted(lambda q: script) as e, running(e, stop_grace=0.1) as bot:
         question = await bot.mention("rash?")
-        await eventually(lambda: e.requests and bot.bot_messages("C1", question))
+        await until(lambda: e.requests and bot.bot_messages("C1", question))
         await bot.adapter.stop()
         assert bot.adapter.in_flight == 0
 
@@ -499,14 +359,14 @@ async def test_progress_edits_are_throttled_and_the_latest_wins() -> None:
         delivery = SlackDelivery(outbox, client, ReplyStyle(edit_interval=interval))
         reply = delivery.reply("C1", "1.000001")
         reply.start()
-        await eventually(lambda: slack.messages)
+        await until(lambda: slack.messages)
         started = time.monotonic()
         for n in range(1, 31):
             await reply.progress(Progress("thinking", tokens=n, elapsed=1))
             await asyncio.sleep(0.02)
         await reply.progress(Progress("waiting", position=2))
         await reply.progress(Progress("waiting", position=1))  # held back, then shown
-        await eventually(lambda: "next in line" in slack.messages[0].text)
+        await until(lambda: "next in line" in slack.messages[0].text)
         elapsed = time.monotonic() - started
         await reply.fail("stopped")  # the final text is never held back, not even right after
 

@@ -34,8 +34,9 @@ from tests.fakes.slack import (
     reaction_event,
 )
 from tests.fakes.slack import signed_request as slack_signed
-from tests.test_links import CORPUS
-from tests.test_slack import DISCLAIMER, SECRET, Bot, eventually, running
+from tests.harness.links import CORPUS
+from tests.harness.polling import until
+from tests.harness.slack import DISCLAIMER, SECRET, Bot, running
 
 THINKING = " ".join(f"reasoning{n}" for n in range(20))
 ANSWER_LINES = [f"- point {n}: see [NICE](https://nice.org.uk/{n})" for n in range(12)]
@@ -98,7 +99,7 @@ async def test_opening_the_messages_tab_shows_the_suggested_prompts(scripted_eng
         await bot.event(app_home_opened_event("messages"))
         started = {"channel_id": "D1", "thread_ts": "1700000000.000100", "user_id": "U1"}
         await bot.event({"type": "assistant_thread_started", "assistant_thread": started})
-        await eventually(lambda: len(bot.slack.suggested) == 2)
+        await until(lambda: len(bot.slack.suggested) == 2)
         await bot.idle()
 
     prompts = list(PROMPTS)
@@ -185,7 +186,7 @@ async def test_the_loading_status_is_renewed_while_the_question_waits(monkeypatc
     stalled = lambda q: Script(("## Thinking\n\nHmm.\n\n## Final Response\n\nYes.",), stall_at=0)  # noqa: E731
     async with engine(stalled) as model, running(model) as bot:
         ts = await dm(bot, "fever?")
-        await eventually(lambda: len(bot.slack.calls_to("assistant.threads.setStatus")) >= 3)
+        await until(lambda: len(bot.slack.calls_to("assistant.threads.setStatus")) >= 3)
         assert bot.slack.status("D1", ts) == stream.STATUS
         model.release.set()
         await bot.idle()

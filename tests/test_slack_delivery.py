@@ -28,9 +28,11 @@ from bot.slack.reply import (
 )
 from inference.engine import Message
 from inference.scripted import Script, ScriptedEngine, huatuo_script
-from tests.crowd import slack_crowd
 from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event, message_event
-from tests.test_slack import DISCLAIMER, FAST, Bot, eventually, running, scripted
+from tests.harness.crowd import slack_crowd
+from tests.harness.engines import scripted
+from tests.harness.polling import until
+from tests.harness.slack import DISCLAIMER, FAST, Bot, running
 
 
 async def test_fifty_people_ask_in_one_channel_at_once_with_limits_and_faults() -> None:
@@ -78,7 +80,7 @@ async def ask(bot: Bot, text: str, user: str) -> str:
 
 async def placeholder_of(bot: Bot, ts: str) -> str:
     """Wait for the placeholder in the asker's thread; its ts."""
-    await eventually(lambda: shown(bot, ts) and shown(bot, ts)[0].startswith(PROGRESS_MARK))
+    await until(lambda: shown(bot, ts) and shown(bot, ts)[0].startswith(PROGRESS_MARK))
     return bot.bot_messages("C1", ts)[0].ts
 
 
@@ -98,7 +100,7 @@ async def test_a_rate_limited_progress_edit_does_not_hold_the_answer_back() -> N
         question = await bot.mention("what is sepsis?")
         await placeholder_of(bot, question)
         bot.slack.fail_next("chat.update", 429, retry_after=20)
-        await eventually(lambda: bot.slack.rate_limited("chat.update"))  # a progress edit
+        await until(lambda: bot.slack.rate_limited("chat.update"))  # a progress edit
         released = time.monotonic()
         engine.release.set()
         await bot.idle(timeout=60)
@@ -125,8 +127,8 @@ async def test_an_answer_slack_refuses_ends_in_a_clear_failure_not_a_stale_place
     async with scripted(stalled) as engine, running(engine) as bot:
         question = await bot.mention("what is sepsis?")
         await placeholder_of(bot, question)
-        await eventually(lambda: bot.slack.calls_to("chat.update"))  # progress shown
-        await eventually(lambda: all(call.status for call in bot.slack.calls_to("chat.update")))
+        await until(lambda: bot.slack.calls_to("chat.update"))  # progress shown
+        await until(lambda: all(call.status for call in bot.slack.calls_to("chat.update")))
         bot.slack.error_next("chat.update", "msg_too_long")
         engine.release.set()
         await bot.idle(timeout=60)
@@ -286,7 +288,7 @@ async def test_stopping_while_the_thread_is_read_tells_the_asker(
         text = "what about children?"
         ts = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> {text}", "U2", thread_ts=question)
         await bot.event(app_mention_event(text, ts=ts, user="U2", thread_ts=question))
-        await eventually(lambda: bot.slack.calls_to("conversations.replies"))
+        await until(lambda: bot.slack.calls_to("conversations.replies"))
         await bot.adapter.stop()
     *_, told = shown(bot, question)
     assert told == f"{FAIL_MARK} {texts.CUT_SHORT}", shown(bot, question)

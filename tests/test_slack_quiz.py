@@ -4,102 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from bot.config import Settings
 from bot.quiz import texts
-from bot.quiz.bank import QuestionBank
 from bot.quiz.item import QuizItem
-from bot.quiz.registry import Quizzes
 from bot.quiz.schedule import CaseOfTheDay, parse_schedule
 from bot.runner import serve
-from bot.slack.quiz import COUNT_INTERVAL, REVEAL_ACTION, mrkdwn, sections
+from bot.slack.quiz import COUNT_INTERVAL, mrkdwn, sections
 from bot.slack.reply import FAIL_MARK, POSED_MARK, PROGRESS_MARK, THINKING_MARK
-from inference.engine import Message, SamplingParams
+from inference.engine import Message
 from inference.scripted import Script, ScriptedEngine
 from tests.fakes.slack import (
     BOT_USER_ID,
     FakeSlack,
     SlackLimits,
     app_mention_event,
-    block_actions,
-    interactive_form,
     message_event,
-    signed_request,
     slash_command,
 )
-from tests.fakes.slack import Message as SlackMessage
-from tests.test_slack import DISCLAIMER, SECRET, Bot, Mode, eventually, running
-
-ITEM = QuizItem(
-    "bank-1",
-    "A sailor has bleeding gums & loose teeth after months at sea. Which deficiency is it?",
-    {"A": "Vitamin A", "B": "Vitamin C", "C": "Vitamin D", "D": "Vitamin K"},
-    "B",
-    "a test bank",
-)
-THINKING = "Bleeding gums after a long voyage without fruit point to scurvy."
-
-
-def answers_b(question: str) -> Script:
-    text = f"## Thinking\n\n{THINKING}\n\n## Final Response\n\nThe answer is **B. Vitamin C**."
-    return Script(tuple(text[i : i + 6] for i in range(0, len(text), 6)))
-
-
-class Quiz:
-    """The quiz messages one test drives: the posted quiz, clicks, what the thread shows."""
-
-    def __init__(self, bot: Bot, message: SlackMessage) -> None:
-        self.bot, self.message = bot, message
-        self.id = message.blocks[-1]["elements"][0]["value"]  # type: ignore[index]
-
-    @property
-    def current(self) -> SlackMessage:
-        return next(m for m in self.bot.slack.messages if m.ts == self.message.ts)
-
-    def count(self) -> str:
-        """The "N answers so far" line."""
-        [context] = [b for b in self.current.blocks or [] if b["type"] == "context"]
-        return context["elements"][0]["text"]
-
-    def buttons(self) -> list[str]:
-        actions = [b for b in self.current.blocks or [] if b["type"] == "actions"]
-        return [e["text"]["text"] for block in actions for e in block["elements"]]
-
-    def thread(self) -> list[str]:
-        return [m.text for m in self.bot.slack.thread("C1", self.message.ts)[1:]]
-
-    async def click(self, user: str, action_id: str) -> float:
-        """A click as Slack delivers it; returns the seconds until it was acknowledged."""
-        payload = block_actions(
-            action_id,
-            self.id,
-            message=self.current,
-            response_url=self.bot.slack.new_response_url(),
-            user=user,
-        )
-        started = time.monotonic()
-        if self.bot.mode == "socket":
-            envelope = await self.bot.slack.send_socket_event("interactive", payload)
-            await self.bot.slack.wait_ack(envelope)
-        else:
-            body, headers = signed_request(interactive_form(payload), SECRET, form=True)
-            assert (await self.bot.post(body, headers))[0] == 200
-        return time.monotonic() - started
-
-    async def answer(self, user: str, letter: str) -> None:
-        await self.click(user, f"huatuo_quiz_answer_{letter}")
-
-    async def reveal(self, user: str) -> None:
-        await self.click(user, REVEAL_ACTION)
+from tests.harness.polling import until
+from tests.harness.slack import DISCLAIMER, Bot, Mode, running
+from tests.harness.slack_quiz import ITEM, THINKING, answers_b, quiz_bot, start_quiz
 
 
 def private_to(bot: Bot, user: str) -> list[str]:
@@ -109,34 +39,6 @@ def private_to(bot: Bot, user: str) -> list[str]:
         for c in bot.slack.calls_to("chat.postEphemeral")
         if c.params["user"] == user
     ]
-
-
-@asynccontextmanager
-async def quiz_bot(
-    mode: Mode = "http", script=answers_b, slack_limits: SlackLimits | None = None, **options: Any
-) -> AsyncIterator[tuple[Bot, ScriptedEngine]]:
-    """A running Slack adapter whose quizzes ask ITEM, with the model answering B."""
-    engine = ScriptedEngine(script)
-    await engine.start()
-    sampling = SamplingParams(max_new_tokens=64, temperature=0.0)
-    quizzes = Quizzes(QuestionBank([ITEM]), engine, sampling, **{"seconds": 60, **options})
-    try:
-        async with running(engine, mode, quizzes=quizzes, slack_limits=slack_limits) as bot:
-            try:
-                yield bot, engine
-            finally:
-                await quizzes.close(grace=1.0)  # the runner's part: the adapter does not own it
-    finally:
-        await engine.close(grace=0)
-
-
-async def start_quiz(bot: Bot) -> Quiz:
-    """U1 runs `/huatuo quiz` in C1; the quiz message once posted."""
-    started = time.monotonic()
-    ack = await bot.command("quiz")
-    assert time.monotonic() - started < 1.0 and "text" not in ack, "acknowledged at once, quietly"
-    message = await eventually(lambda: [m for m in bot.slack.messages if m.blocks])
-    return Quiz(bot, message[-1])
 
 
 # ---- the main flow -----------------------------------------------------------------------------
@@ -159,18 +61,18 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
         await quiz.answer("U3", "B")
         await quiz.answer("U2", "B")  # U2 changes their mind: counts once, as B
         await quiz.answer("U4", "D")
-        await eventually(lambda: len(bot.slack.calls_to("chat.postEphemeral")) == 4)
+        await until(lambda: len(bot.slack.calls_to("chat.postEphemeral")) == 4)
         assert private_to(bot, "U2") == [
             "Your answer is *A*: Vitamin A. You can change it until the answer is revealed.",
             "Your answer changed to *B*: Vitamin C. You can change it until the answer is "
             "revealed.",
         ]
-        await eventually(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 3)
+        await until(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 3)
         assert len(bot.slack.calls_to("chat.update")) <= 2, "four clicks, the count coalesced"
         assert quiz.thread() == [], "nothing in the thread before the reveal"
 
         await quiz.reveal("U2")  # not the starter
-        await eventually(lambda: private_to(bot, "U2")[2:])
+        await until(lambda: private_to(bot, "U2")[2:])
         assert private_to(bot, "U2")[2].startswith(
             "Sorry, only the person who started this quiz (<@U1>) can reveal the answer."
         )
@@ -196,7 +98,7 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
         before = len(bot.slack.calls)
         await quiz.reveal("U1")  # a second reveal does nothing
         await quiz.answer("U5", "C")  # nor does a late answer count
-        await eventually(lambda: private_to(bot, "U5"))
+        await until(lambda: private_to(bot, "U5"))
         await bot.idle()
         assert [c.method for c in bot.slack.calls[before:]] == ["chat.postEphemeral"]
         assert private_to(bot, "U5") == [texts.QUIZ_CLOSED]
@@ -206,7 +108,7 @@ async def test_a_quiz_is_answered_by_learners_and_revealed_by_its_starter(mode: 
 async def test_the_timer_reveals_a_quiz_nobody_revealed() -> None:
     async with quiz_bot(seconds=0.3) as (bot, _):
         quiz = await start_quiz(bot)
-        await eventually(lambda: len(quiz.thread()) == 3)
+        await until(lambda: len(quiz.thread()) == 3)
         timer = f"{POSED_MARK} Time is up. *The correct answer is B: Vitamin C*"
         assert quiz.thread()[0].startswith(timer)
         assert "Nobody answered this time." in quiz.thread()[0]
@@ -218,7 +120,7 @@ async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> 
     async with quiz_bot(script=stalled, explain_wait=0.1) as (bot, engine):
         quiz = await start_quiz(bot)
         await quiz.reveal("U1")
-        await eventually(lambda: len(quiz.thread()) == 2)
+        await until(lambda: len(quiz.thread()) == 2)
         reveal, note = quiz.thread()
         assert reveal.startswith(f"{POSED_MARK} *The correct answer is B") and quiz.buttons() == []
         assert note == (
@@ -226,7 +128,7 @@ async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> 
             "this thread when it is."
         )
         engine.release.set()
-        await eventually(lambda: quiz.thread()[1].startswith("**The model's answer**"))
+        await until(lambda: quiz.thread()[1].startswith("**The model's answer**"))
         assert len(quiz.thread()) == 2, "the note became the explanation"
         assert "(it chose B: correct):\n\nThe answer is B." in quiz.thread()[1]
 
@@ -234,7 +136,7 @@ async def test_a_slow_explanation_follows_when_ready_and_a_failure_is_said() -> 
     async with quiz_bot(script=failing) as (bot, _):
         quiz = await start_quiz(bot)
         await quiz.reveal("U1")
-        await eventually(lambda: len(quiz.thread()) == 2)
+        await until(lambda: len(quiz.thread()) == 2)
         assert quiz.thread()[1].startswith(
             f"{FAIL_MARK} Sorry, the model could not explain this question"
         )
@@ -248,7 +150,7 @@ async def test_the_open_quiz_thread_is_not_answered_until_the_reveal() -> None:
         await bot.event(message_event("I think it's C", user="U2", ts=reply, thread_ts=ts))
         mention = bot.slack.add_message("C1", f"<@{BOT_USER_ID}> answer?", user="U3", thread_ts=ts)
         await bot.event(app_mention_event("answer?", user="U3", ts=mention, thread_ts=ts))
-        await eventually(lambda: private_to(bot, "U3"))
+        await until(lambda: private_to(bot, "U3"))
         await bot.idle()
         assert private_to(bot, "U3") == [
             "This quiz is still open, so I won't answer in its thread yet: the answer and my "
@@ -278,7 +180,7 @@ async def test_stopping_reveals_open_quizzes() -> None:
             quiz = await start_quiz(bot)
             correct = bot.adapter.quiz.quizzes.get(quiz.id).item.answer  # type: ignore[union-attr]
             await quiz.answer("U2", correct)
-            await eventually(lambda: private_to(bot, "U2"))
+            await until(lambda: private_to(bot, "U2"))
         thread = quiz.thread()
         restarting = f"{POSED_MARK} The bot is restarting, so here is the answer now."
         assert thread[0].startswith(restarting)
@@ -294,7 +196,7 @@ async def test_a_quiz_where_the_bot_cannot_post_is_explained_privately() -> None
         bot.slack.error_next("chat.postMessage", "not_in_channel")
         url = bot.slack.new_response_url()
         await bot.command("quiz", url)
-        await eventually(lambda: bot.slack.responses[url])
+        await until(lambda: bot.slack.responses[url])
         [response] = bot.slack.responses[url]
         assert response["response_type"] == "ephemeral"
         assert "Invite me to the channel" in response["text"]
@@ -377,7 +279,7 @@ async def test_run_schedules_the_case_of_the_day_and_reveals_open_quizzes_on_sto
             await slack.wait_connected()
             fields = slash_command("quiz", response_url=slack.new_response_url())
             await slack.wait_ack(await slack.send_socket_event("slash_commands", fields))
-            [quiz] = await eventually(lambda: [m for m in slack.messages if m.blocks])
+            [quiz] = await until(lambda: [m for m in slack.messages if m.blocks])
             stop.set()
             await asyncio.wait_for(server, 10)
         finally:
@@ -397,10 +299,10 @@ async def test_a_quiz_under_slacks_limits_and_faults_is_posted_counted_and_revea
         bot.slack.fail_next("chat.update", 429, retry_after=1)
         for user, letter in (("U2", "B"), ("U3", "B"), ("U4", "D")):
             await quiz.answer(user, letter)
-        await eventually(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 10)
+        await until(lambda: quiz.count() == "3 answers so far.", timeout=COUNT_INTERVAL + 10)
         bot.slack.fail_next("chat.postMessage", 503)  # the reveal
         await quiz.reveal("U1")
-        await eventually(lambda: len(quiz.thread()) == 3, timeout=30)
+        await until(lambda: len(quiz.thread()) == 3, timeout=30)
         await bot.idle()
         reveal, model, thinking = quiz.thread()
         assert [m for m in bot.slack.messages if m.blocks and m.thread_ts is None] == [quiz.current]

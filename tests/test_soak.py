@@ -18,7 +18,8 @@ from bot.core.admission import Admission
 from bot.slack.reply import FAIL_MARK, PROGRESS_MARK, THINKING_MARK
 from inference.scripted import ScriptedEngine
 from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event, event_callback
-from tests.test_slack import FAST, Bot, eventually, running
+from tests.harness.polling import until
+from tests.harness.slack import FAST, Bot, running
 
 PEOPLE = 30
 QUESTIONS_EACH = 10
@@ -63,7 +64,7 @@ async def ask_in_turn(
         # flight); the first person of each half always does, so reaches the rate limit.
         if person % (PEOPLE // 2) == 0 or rng.random() < 0.75:
             done = lambda ts=ts: settled(bot, ts) and not admission.busy("slack", user)  # noqa: E731
-            await eventually(done, timeout=60)
+            await until(done, timeout=60)
         await asyncio.sleep(rng.uniform(0.0, 0.02))
 
 
@@ -128,7 +129,7 @@ async def test_soak_300_questions_from_30_people() -> None:
             second = await run_half(bot, admission, range(PEOPLE // 2, PEOPLE), seed=2)
             engine.requests.clear()
             after_second = our_memory()
-            ours = await eventually(lambda: our_tasks() == 0 and [0], timeout=5)
+            ours = await until(lambda: our_tasks() == 0 and [0], timeout=5)
             tasks_after = len(asyncio.all_tasks())  # + keep-alive connections of the HTTP pools
             assert bot.adapter.in_flight == 0
             assert admission.in_flight == 0

@@ -20,6 +20,7 @@ from bot.core.events import Question
 from bot.core.service import Outcome
 from inference.engine import GenerationStats
 from inference.scripted import Script, ScriptedEngine, huatuo_script
+from tests.harness.polling import until
 
 ANSWER = "Answer to: "
 SLACK_WRITES = (
@@ -149,9 +150,7 @@ def engine(
 async def settle(done: Callable[[], bool], timeout: float) -> float:
     """Wait until `done()`; returns the seconds it took (fails after `timeout`)."""
     started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        while not done():
-            await asyncio.sleep(0.05)
+    await until(done, timeout, every=0.05)
     return time.monotonic() - started
 
 
@@ -194,7 +193,7 @@ async def slack_crowd(
     response); what each of them sees at the end."""
     from bot.slack import limits
     from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event
-    from tests.test_slack import running
+    from tests.harness.slack import running
 
     finished, scripted = Finished(), engine(script_for, pace)
     await scripted.start()
@@ -275,7 +274,7 @@ async def discord_crowd(
     response); what each of them sees at the end."""
     from bot.discord import limits
     from tests.fakes.discord import DiscordLimits, FakeDiscord
-    from tests.test_discord import serving
+    from tests.harness.discord import serving
 
     fake = FakeDiscord(limits=DiscordLimits(scale=scale))
     await fake.start()
