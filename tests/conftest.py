@@ -1,5 +1,6 @@
-"""Shared fixtures: the built-in model loaded once per run, how fast it runs here, engines on top
-of it, and a fake Discord."""
+"""Shared fixtures: the built-in model loaded once per run (only for tests marked `model`, so that
+`pytest -m "not model"` is the fast lane), how fast it runs here, engines on top of it, and a fake
+Discord."""
 
 from __future__ import annotations
 
@@ -17,6 +18,25 @@ from inference.scripted import ScriptedEngine
 
 # The built-in model's pace for one stream on an idle 2-core machine (about 24 tokens/s).
 REFERENCE_SECONDS_PER_TOKEN = 1 / 24
+# The fixtures that load the built-in model; `openai_server` (tests/test_remote.py) serves it.
+MODEL_FIXTURES = {"builtin_model", "slowness", "local_engine", "thinking_engine", "openai_server"}
+RUNNING = pytest.StashKey[pytest.Item]()
+
+
+def unmarked(item: pytest.Item, why: str) -> str:
+    return (
+        f"{item.nodeid} {why} but is not marked `@pytest.mark.model`: mark it, so that "
+        '`pytest -m "not model"` stays the fast lane'
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that asks for the model must carry the `model` marker."""
+    item.config.stash[RUNNING] = item
+    uses = sorted(MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+    if uses and item.get_closest_marker("model") is None:
+        pytest.fail(unmarked(item, f"uses {', '.join(uses)}"), pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,8 +49,11 @@ def own_temporary_folder(tmp_path_factory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def builtin_model() -> tuple[ModelSpec, Any, Any]:
+def builtin_model(request: pytest.FixtureRequest) -> tuple[ModelSpec, Any, Any]:
     """The built-in demo model through the real transformers loading path (about 15 s, once)."""
+    test = request.config.stash.get(RUNNING, None)
+    if test is not None and test.get_closest_marker("model") is None:  # asked for at run time
+        pytest.fail(unmarked(test, "loads the built-in model"), pytrace=False)
     spec = resolve_model("builtin:smollm2")
     model, tokenizer = load_model(spec)
     return spec, model, tokenizer
