@@ -15,7 +15,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -121,6 +121,7 @@ class Generation:
         self._cancelled = threading.Event()
         self._finish_lock = threading.Lock()
         self._position: int | None = None  # 1-based place in the waiting line; None once running
+        self._leave_line: Callable[[Generation], None] | None = None  # set by a BatchEngine
 
     @property
     def queue_position(self) -> int | None:
@@ -136,8 +137,11 @@ class Generation:
         return self.finish_reason is not None
 
     def cancel(self) -> None:
-        """Stop generating for this request; its slot is freed at the next step."""
+        """Stop generating for this request: waiting in line, it leaves the line at once;
+        running, its slot is freed at the next step."""
         self._cancelled.set()
+        if self._leave_line is not None and not self.done:
+            self._leave_line(self)
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._iterate()
@@ -273,8 +277,18 @@ class BatchEngine(ABC):
                 raise queue_full(len(self._waiting))
             self._waiting.append(generation)
             generation._position = len(self._waiting)
+            generation._leave_line = self._leave_line
             self._lock.notify()
         return generation
+
+    def _leave_line(self, generation: Generation) -> None:
+        """A request cancelled while waiting: out of the line now, the others move up."""
+        with self._lock:
+            if generation not in self._waiting:
+                return  # running (freed at the next step) or gone
+            self._waiting.remove(generation)
+            self._renumber()
+        generation._finish("cancelled")
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop taking requests, let pending ones finish for up to `grace` s, then fail the rest."""
@@ -308,12 +322,16 @@ class BatchEngine(ABC):
                     taken.append(generation)
                 else:
                     generation._finish("cancelled")
-            for place, generation in enumerate(self._waiting, start=1):
-                generation._position = place
+            self._renumber()
             for generation in taken:
                 generation._position = None
                 generation.stats.started_at = time.monotonic()
             return taken
+
+    def _renumber(self) -> None:
+        """Places in line from 1 (with the lock held)."""
+        for place, generation in enumerate(self._waiting, start=1):
+            generation._position = place
 
     def _run(self) -> None:
         while (new := self._take_waiting()) is not None:

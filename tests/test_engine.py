@@ -126,7 +126,7 @@ async def test_scripted_error_fails_one_request_and_the_engine_keeps_serving():
         await engine.close(grace=0)
 
 
-async def test_waiting_requests_know_their_place_and_the_queue_is_bounded():
+async def test_waiting_requests_know_their_place_the_queue_is_bounded_and_a_cancel_leaves_it():
     engine = ScriptedEngine(lambda q: Script(("x",), stall_at=0), max_batch=1, max_queue=2)
     await engine.start()
     try:
@@ -144,7 +144,9 @@ async def test_waiting_requests_know_their_place_and_the_queue_is_bounded():
         )
         with pytest.raises(QueueFull, match="already waiting"):
             engine.submit(ask("fourth"))
-        second.cancel()
+        second.cancel()  # leaves the line at once, while the first still holds the only slot
+        assert second.finish_reason == "cancelled" and third.queue_position == 1
+        assert engine.submit(ask("fourth")).queue_position == 2, "its place is free again"
         engine.release.set()
         assert await running.collect() == "x"
         assert await third.collect() == "x"
