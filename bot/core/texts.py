@@ -33,9 +33,7 @@ def answer_text(answer: Answer, disclaimer: str = "") -> str:
             )
     elif answer.thinking:
         cut = " before it was cut short by the length limit" if answer.truncated else ""
-        body = (
-            f"_The model did not reach a final answer{cut}. Its reasoning so far is in the thread._"
-        )
+        body = f"_The model did not reach a final answer{cut}. Its reasoning so far is shown._"
     else:
         body = "_The model returned an empty answer. Please try rephrasing the question._"
     return f"{body}\n\n{disclaimer}" if disclaimer else body
@@ -59,7 +57,7 @@ THINKING_LIVE = "Thinking (being written…)"
 THINKING_INCOMPLETE = "Thinking (incomplete)"
 STOPPED_HERE = "_Stopped on request: the answer above is unfinished._"
 STOPPED_THINKING = (
-    "_Stopped on request before the model reached a final answer; its reasoning so far is kept._"
+    "_Stopped on request before the model reached a final answer; its reasoning so far is shown._"
 )
 ANSWER_BELOW = "_The answer is in the next message; the reasoning is in this message's thread._"
 STOP = "Stop"
