@@ -273,15 +273,19 @@ async def test_a_failed_explanation_is_said_and_a_stopped_one_too(make) -> None:
     assert reply.failures == [EXPLANATION_STOPPED]
 
 
-async def test_a_quiz_revealed_before_its_post_came_back_shows_nothing_more(make) -> None:
+async def test_a_quiz_revealed_while_its_post_is_on_the_way_is_closed_once_posted(make) -> None:
     s = await make()
     s.surface.hold = asyncio.Event()
     starting = asyncio.create_task(s.flow.start("command", "U1", WHERE))
     await until(lambda: len(s.quizzes), 10)
-    await s.quizzes.close(grace=1.0)  # the bot stops: open quizzes are revealed
+    stopping = asyncio.create_task(s.quizzes.close(grace=10.0))  # the bot stops: reveal them all
+    await asyncio.sleep(0.05)
+    assert s.surface.closed == [], "nothing to close before the post came back"
     s.surface.hold.set()
-    await starting
-    assert s.surface.closed == [] and s.surface.reveals == [] and s.spawned == []
+    await asyncio.gather(starting, stopping)
+    [(reveal, _)] = s.surface.closed
+    assert reveal.quiz.message == "message-1", "the quiz posted late is closed, not left open"
+    assert s.surface.reveals == [reveal]
 
 
 # ---- starting a quiz ---------------------------------------------------------------------------

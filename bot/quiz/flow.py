@@ -93,6 +93,7 @@ class QuizFlow(Generic[Via]):
         self.surface = surface
         self.admission = admission or Admission()  # who may start a quiz, where, how often
         self._spawn = spawn
+        self._posting: dict[str, asyncio.Future[None]] = {}  # quizzes whose post is on its way
 
     # ---- starting ------------------------------------------------------------------------------
     async def start(
@@ -127,11 +128,15 @@ class QuizFlow(Generic[Via]):
         via: Via | None,
     ) -> None:
         quiz = self.quizzes.open(starter, where, self.publish, seconds, title)
+        posted = self._posting[quiz.id] = asyncio.get_running_loop().create_future()
         try:
             quiz.message = await self.surface.post(quiz, seconds, via)
         except BaseException:
             self.quizzes.discard(quiz)
             raise
+        finally:
+            del self._posting[quiz.id]
+            posted.set_result(None)
         if quiz.answers:  # clicked while the post's response was still on its way
             self.surface.show_count(quiz)
 
@@ -168,6 +173,9 @@ class QuizFlow(Generic[Via]):
         """Close the quiz, post the answer and the tally below it, then the model's explanation
         (in the background: the reveal never waits for the model)."""
         quiz = reveal.quiz
+        if (posting := self._posting.get(quiz.id)) is not None:
+            await asyncio.shield(posting)  # revealed (timer, shutdown) while its post was on the
+            # way: what gets posted is closed, not left open with its buttons
         if not await self.surface.close(reveal, via):
             return
         reply = await self.surface.post_reveal(reveal)
