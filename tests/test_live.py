@@ -259,7 +259,9 @@ def paced_crowd(question: str) -> Script:
 
 @pytest.mark.parametrize("crowd", [slack_crowd, discord_crowd])
 async def test_sixteen_live_answers_at_once_stay_within_the_limits(crowd: Any) -> None:
-    report = await crowd(16, scale=20.0, script_for=paced_crowd, pace=PACE)
+    """With 5 % of the writes failing once (503, or applied with the response lost)."""
+    report = await crowd(16, scale=20.0, faults=0.05, seed=1, script_for=paced_crowd, pace=PACE)
+    assert report.faults > 0, "the faults were not on"
     assert report.outcomes == {"answered": 16}, report
     assert report.duplicates == 0 and report.stale == 0, report
     assert report.rate_limited < 0.05 * report.writes, report
