@@ -21,7 +21,7 @@ class Priority(IntEnum):
 
     ANSWER = 0  # answer parts, failures, emergency notices: what the asker is waiting for
     THINKING = 1  # the model's reasoning, after its answer
-    PLACEHOLDER = 2  # "Thinking…": a courtesy, withdrawn if the answer is ready first
+    PLACEHOLDER = 2  # "Thinking…" and live posts: courtesies (withdrawn if the answer is first)
     PROGRESS = 3  # placeholder edits: best effort, latest only
 
 

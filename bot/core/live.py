@@ -33,7 +33,9 @@ class LiveMessages(Generic[H]):
         self._write = write
         self._remove = remove
         self.interval = interval  # seconds between two edits of one message, at least
-        self.priority = priority  # of posts and final edits; live edits are progress
+        self.priority = priority  # of the final form's writes; live edits are progress, and
+        # live posts are a courtesy like a placeholder (nobody's first sight of their answer
+        # waits behind someone else's reasoning)
         self.messages: list[H] = []
         self._shown: list[str] = []  # what each message shows now (once its write landed)
         self._wanted: list[str] = []
@@ -56,7 +58,7 @@ class LiveMessages(Generic[H]):
 
     async def _post(self, write: Write[H], text: str) -> None:
         try:
-            message = await self.outbox.send(write, self.priority)
+            message = await self.outbox.send(write, Priority.PLACEHOLDER)
         except (Withdrawn, Undeliverable) as exc:
             log.info("live text: %s not posted (%s)", write.label, exc)
             self._stalled = True
