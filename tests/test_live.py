@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,12 +25,13 @@ from bot.core.events import Progress, Question
 from bot.core.service import AnswerService
 from bot.slack.reply import STOP_ACTION, THINKING_MARK
 from inference.engine import SamplingParams
-from inference.scripted import Script, ScriptedEngine
+from inference.scripted import Script
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import BOT_USER_ID, app_mention_event, block_actions, interactive_form
 from tests.fakes.slack import signed_request as slack_signed
 from tests.harness.crowd import discord_crowd, slack_crowd
 from tests.harness.discord import replies, serving
+from tests.harness.engines import scripted
 from tests.harness.polling import until
 from tests.harness.slack import SECRET, Bot, running
 from tests.servers.proxy import CuttableProxy
@@ -60,14 +60,9 @@ def _cut(part: str) -> list[str]:
     return [head + mark, tail] if mark and tail else [part]
 
 
-@asynccontextmanager
-async def engine_for(script: Any = paced) -> AsyncIterator[ScriptedEngine]:
-    engine = ScriptedEngine(script, step_delay=PACE)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close(grace=0)
+def engine_for(script: Callable[[str], Script] = paced) -> Any:
+    """An engine writing `script` at the steady PACE."""
+    return scripted(script, PACE)
 
 
 def growing(versions: list[str]) -> list[str]:
@@ -177,16 +172,7 @@ async def test_slack_stop_is_for_the_asker_ends_the_answer_and_frees_the_slot() 
 
 
 # ---- Discord -----------------------------------------------------------------------------------
-@pytest.fixture
-async def discord() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def test_discord_opens_the_thread_at_once_and_streams_into_it(discord: FakeDiscord) -> None:
-    fake = discord
+async def test_discord_opens_the_thread_at_once_and_streams_into_it(fake: FakeDiscord) -> None:
     async with engine_for() as engine, serving(fake, engine) as adapter:
         asked = await fake.dispatch_message("What is sepsis?", mentions_bot=True)
         await until(lambda: fake.threads, timeout=30)
@@ -222,8 +208,7 @@ def stop_button(message: dict[str, Any]) -> str:
     return custom_id
 
 
-async def test_discord_stop_is_for_the_asker(discord: FakeDiscord) -> None:
-    fake = discord
+async def test_discord_stop_is_for_the_asker(fake: FakeDiscord) -> None:
     async with engine_for(stop_and_stall) as engine, serving(fake, engine) as adapter:
         asked = await fake.dispatch_message("What is sepsis?", mentions_bot=True)
 

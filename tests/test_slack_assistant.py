@@ -7,8 +7,7 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from bot.slack.markdown import WORD_JOINER, safe_markdown
 from bot.slack.mrkdwn import unescape
 from bot.slack.reply import THINKING_MARK
 from inference.engine import Message
-from inference.scripted import Script, ScriptedEngine
+from inference.scripted import Script
 from tests.fakes.slack import (
     app_home_opened_event,
     block_actions,
@@ -34,6 +33,7 @@ from tests.fakes.slack import (
     reaction_event,
 )
 from tests.fakes.slack import signed_request as slack_signed
+from tests.harness.engines import scripted
 from tests.harness.links import CORPUS
 from tests.harness.polling import until
 from tests.harness.slack import DISCLAIMER, SECRET, Bot, running
@@ -49,14 +49,9 @@ def fast_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream, "APPEND_INTERVAL", 0.2)
 
 
-@asynccontextmanager
-async def engine(script: Callable[[str], Script] = lambda q: lined(q)) -> AsyncIterator[Any]:
-    engine = ScriptedEngine(script, step_delay=STEP)
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.close(grace=0)
+def engine(script: Callable[[str], Script] = lambda q: lined(q)) -> Any:
+    """An engine writing `script` a chunk every STEP s."""
+    return scripted(script, STEP)
 
 
 def lined(question: str) -> Script:

@@ -10,8 +10,11 @@ from inference.scripted import Script, ScriptedEngine
 
 
 @asynccontextmanager
-async def scripted(script_for: Callable[[str], Script]) -> AsyncIterator[ScriptedEngine]:
-    engine = ScriptedEngine(script_for)
+async def scripted(
+    script_for: Callable[[str], Script], pace: float = 0.0
+) -> AsyncIterator[ScriptedEngine]:
+    """A started engine answering with `script_for(question)`, a chunk every `pace` s."""
+    engine = ScriptedEngine(script_for, step_delay=pace)
     await engine.start()
     try:
         yield engine
