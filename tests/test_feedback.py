@@ -247,14 +247,15 @@ async def test_run_refuses_a_feedback_db_it_cannot_write(tmp_path: Path) -> None
 
 
 async def fill(path: Path) -> None:
-    """Four answers: three on Slack with model A (two rated), one on Discord with model B."""
+    """Four answers: three on Slack with model A (two rated, one stopped), one on Discord with
+    model B."""
     store = FeedbackStore(path)
     timings = [("slack", "A", 1.0, 10), ("slack", "A", 2.0, 20), ("slack", "A", 10.0, 30),
                ("discord", "B", 4.0, 40)]  # fmt: skip
     for number, (platform, model, seconds, tokens) in enumerate(timings):
         question = Question("q", "U1", ConversationRef(platform, "C1"), "mention")
         answer = Answer("a", "t", True, False, model, question.request_id, tokens, seconds,
-                        first_token_seconds=0.5)  # fmt: skip
+                        first_token_seconds=0.5, stopped=number == 2)  # fmt: skip
         await store.answered(question, answer, "C1", [f"m{number}"])
     for message, user, emoji, rating in [("m0", "U1", "+1", 1), ("m0", "U2", "+1", 1),
                                          ("m1", "U1", "-1", -1)]:  # fmt: skip
@@ -270,11 +271,11 @@ def test_stats_prints_a_table_by_platform_and_model(tmp_path: Path, capsys) -> N
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"Answers in {path} (all time)")
     header, *rows = [line.split() for line in lines[2:]]
-    assert header[:6] == ["platform", "model", "answers", "rated", "👍", "👎"]
+    assert header[:7] == ["platform", "model", "answers", "stopped", "rated", "👍", "👎"]
     assert rows == [
-        ["discord", "B", "1", "0", "0", "0", "-", "4.0", "4.0", "0.5", "40"],
-        ["slack", "A", "3", "2", "2", "1", "67%", "2.0", "8.4", "0.5", "20"],
-        ["all", "4", "2", "2", "1", "67%", "3.0", "8.2", "0.5", "25"],
+        ["discord", "B", "1", "0", "0", "0", "0", "-", "4.0", "4.0", "0.5", "40"],
+        ["slack", "A", "3", "1", "2", "2", "1", "67%", "2.0", "8.4", "0.5", "20"],
+        ["all", "4", "1", "2", "2", "1", "67%", "3.0", "8.2", "0.5", "25"],
     ]
 
 
@@ -289,6 +290,7 @@ def test_stats_json_and_since(tmp_path: Path, capsys) -> None:
     assert [(g["platform"], g["model"]) for g in result["groups"]] == [("slack", "A")]
     [group] = result["groups"]
     assert (group["answers"], group["rated"], group["up"], group["down"]) == (3, 2, 2, 1)
+    assert group["stopped"] == 1
     assert group["positive"] == pytest.approx(2 / 3)
     assert group["median_tokens"] == 20 and group["p90_seconds"] == pytest.approx(8.4)
 

@@ -15,7 +15,8 @@ from bot.feedback.database import connect
 
 ROWS = """
     SELECT a.platform, a.model, a.total_seconds, a.first_token_seconds, a.completion_tokens,
-           count(r.rating), coalesce(sum(r.rating = 1), 0), coalesce(sum(r.rating = -1), 0)
+           count(r.rating), coalesce(sum(r.rating = 1), 0), coalesce(sum(r.rating = -1), 0),
+           a.stopped
     FROM answers AS a LEFT JOIN ratings AS r USING (request_id)
     WHERE a.created_at >= ?
     GROUP BY a.request_id
@@ -40,6 +41,7 @@ class Group:
     platform: str
     model: str
     answers: int
+    stopped: int  # answers stopped with the Stop button (what was written so far)
     rated: int  # answers with at least one rating
     up: int  # 👍 ratings (one per person and answer)
     down: int  # 👎 ratings
@@ -58,6 +60,7 @@ def _group(platform: str, model: str, rows: list[tuple]) -> Group:
         platform=platform,
         model=model,
         answers=len(rows),
+        stopped=sum(1 for row in rows if row[8]),
         rated=sum(1 for row in rows if row[5]),
         up=up,
         down=down,
@@ -81,7 +84,8 @@ def summarize(db: sqlite3.Connection, since: str) -> list[Group]:
 
 
 COLUMNS = (
-    ("platform", "platform"), ("model", "model"), ("answers", "answers"), ("rated", "rated"),
+    ("platform", "platform"), ("model", "model"), ("answers", "answers"),
+    ("stopped", "stopped"), ("rated", "rated"),
     ("👍", "up"), ("👎", "down"), ("positive", "positive"), ("median s", "median_seconds"),
     ("p90 s", "p90_seconds"), ("1st token s", "median_first_token_seconds"),
     ("median tokens", "median_tokens"),
