@@ -42,7 +42,8 @@ class Surface(Protocol[H]):
         LIVE role carries the Stop button; the others take it away."""
 
     def remove(self, target: H) -> Write[object]:
-        """Delete `target` (a placeholder whose place a new message took, a part left over)."""
+        """Delete `target` (a placeholder whose place a new message took, a part left over); one
+        that the thinking's place hangs on says where the answer went instead."""
 
     def answer_parts(self, answer: Answer) -> list[str]:
         """The answer message's text, formatted for the platform and split to fit."""
@@ -53,9 +54,9 @@ class Surface(Protocol[H]):
     def thinking_parts(self, thinking: str, title: str) -> list[str]:
         """The thinking's messages under `title`, formatted and split to fit."""
 
-    async def open_thinking(self, send: Send, anchor: H) -> bool:
+    async def open_thinking(self, send: Send, anchor: H) -> None:
         """Get the thinking's place ready, next to the answer's first message `anchor` (on
-        Discord, a thread on it); True when that place hangs on `anchor` (it must stay)."""
+        Discord, a thread on it)."""
 
     def think(self, text: str, target: H | None = None) -> Write[H]:
         """Post a thinking message in its place, or edit `target` to `text`."""
@@ -88,7 +89,6 @@ class OutboxReply(Generic[H]):
         self._thinking_text = ""  # the thinking so far
         self._closing = False
         self._edit_stuck = False  # a progress edit was cut off: that route is held back
-        self._anchored = False  # the thinking's place hangs on the placeholder: it must stay
         self._opening: asyncio.Task[None] | None = None  # getting the thinking's place ready
         interval = surface.progress_interval
         self._rest = LiveMessages(
@@ -160,7 +160,7 @@ class OutboxReply(Generic[H]):
         self.outbox.offer(self, write, self.surface.progress_interval)
 
     async def _open_thinking(self, anchor: H) -> None:
-        self._anchored = await self.surface.open_thinking(self._send_thinking, anchor)
+        await self.surface.open_thinking(self._send_thinking, anchor)
         self._live()
 
     def _answer_write(self, text: str, target: H | None) -> Write[H]:
@@ -202,7 +202,7 @@ class OutboxReply(Generic[H]):
         if self._opening is not None:
             await self._opening
         elif thinking.strip() and self.shown:
-            self._anchored = await self.surface.open_thinking(self._send_thinking, self.shown[0])
+            await self.surface.open_thinking(self._send_thinking, self.shown[0])
         parts = self.surface.thinking_parts(thinking, title) if thinking.strip() else []
         how = f"in {len(parts)} message(s)"
         try:
@@ -269,14 +269,9 @@ class OutboxReply(Generic[H]):
         return self._edit_stuck or self.outbox.delay(edit) > self.outbox.delay(post) + DETOUR
 
     async def _remove(self, placeholder: H) -> None:
-        """Delete a placeholder left behind, so no stale progress stays above the answer; one
-        that the thinking's place hangs on says where the answer went instead."""
-        if self._anchored:
-            write = self.surface.show(texts.ANSWER_BELOW, "answer", placeholder)
-        else:
-            write = self.surface.remove(placeholder)
+        """Delete a placeholder left behind, so no stale progress stays above the answer."""
         try:
-            await self.outbox.send(write, Priority.THINKING)
+            await self.outbox.send(self.surface.remove(placeholder), Priority.THINKING)
         except Undeliverable as exc:
             if not exc.gone:
                 log.warning("request %s: placeholder not removed (%s)", self.request_id, exc)

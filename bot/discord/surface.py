@@ -135,6 +135,8 @@ class ChannelSurface:
         )
 
     def remove(self, target: discord.Message) -> Write[object]:
+        if isinstance(self.place, discord.Thread) and self.place.id == target.id:  # its starter
+            return edit_write(target, texts.ANSWER_BELOW, "point to the answer", view=None)
         return _delete(target, (channel_bucket("delete", target.channel.id), GLOBAL))
 
     def answer_parts(self, answer: Answer) -> list[str]:
@@ -146,16 +148,14 @@ class ChannelSurface:
     def thinking_parts(self, thinking: str, title: str) -> list[str]:
         return thinking_parts(thinking, title)
 
-    async def open_thinking(self, send: Send, anchor: discord.Message) -> bool:
+    async def open_thinking(self, send: Send, anchor: discord.Message) -> None:
         """A thread on `anchor` where possible (not in DMs and threads, or when refused)."""
         if not isinstance(anchor.channel, discord.TextChannel):
-            return False
+            return
         try:
             self.place = await send(thread_write(anchor, self.name))
         except Undeliverable as exc:  # the thinking then goes in the channel
             log.warning("no thread for the thinking (%s); posting in the channel", exc)
-            return False
-        return True
 
     def think(self, text: str, target: discord.Message | None = None) -> Write[Any]:
         if target is not None:
@@ -229,8 +229,8 @@ class InteractionSurface:
     def thinking_parts(self, thinking: str, title: str) -> list[str]:
         return thinking_parts(thinking, title)
 
-    async def open_thinking(self, send: Send, anchor: Any) -> bool:
-        return False  # followups after the response
+    async def open_thinking(self, send: Send, anchor: Any) -> None:
+        return None  # followups after the response
 
     def think(self, text: str, target: Any = None) -> Write[Any]:
         if target is not None:

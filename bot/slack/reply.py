@@ -198,8 +198,8 @@ class SlackSurface:
             return [f"{heading}\n{parts[0]}"]
         return [f"{heading} ({n}/{len(parts)})\n{part}" for n, part in enumerate(parts, start=1)]
 
-    async def open_thinking(self, send: Send, anchor: str) -> bool:
-        return False  # the thread is the thinking's place already
+    async def open_thinking(self, send: Send, anchor: str) -> None:
+        return None  # the thread is the thinking's place already
 
     def think(self, text: str, target: str | None = None) -> Write[str]:
         blocks = [markdown_block(text)]
