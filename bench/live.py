@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.readme import write_section
-from bot.core.events import Question
-from bot.core.service import Outcome
-from inference.engine import GenerationStats
 from inference.scripted import Script, ScriptedEngine
+from tests.harness.crowd import Finished
 
 RESULTS = Path(__file__).parent / "results" / "live.json"
 PACE = 1 / 30  # seconds per token
@@ -42,23 +40,6 @@ def script(question: str) -> Script:
     return Script(tuple(word + " " for word in text.split(" ")))
 
 
-class FirstTokens:
-    """Service metrics that note each question's first token (monotonic), by question text."""
-
-    def __init__(self) -> None:
-        self.at: dict[str, float] = {}
-
-    def observe(self, question: Question, outcome: Outcome, stats: GenerationStats | None) -> None:
-        if stats is not None and stats.first_token_at is not None:
-            self.at[question.text] = stats.first_token_at
-
-    def error(self, kind: str) -> None:
-        pass
-
-    def refused(self, question: Question, kind: str) -> None:
-        pass
-
-
 def first(shown: list[tuple[float, str]], shows: Callable[[str], bool]) -> float | None:
     """When the platform first took a write (time, text) that `shows`."""
     return min((at for at, text in shown if shows(text)), default=None)
@@ -70,7 +51,7 @@ async def slack(askers: int) -> dict[str, Any]:
     from tests.fakes.slack import BOT_USER_ID, SlackLimits, app_mention_event
     from tests.harness.slack import running
 
-    tokens, engine = FirstTokens(), ScriptedEngine(script, step_delay=PACE, max_batch=16)
+    tokens, engine = Finished(), ScriptedEngine(script, step_delay=PACE, max_batch=16)
     await engine.start()
     try:
         async with running(
@@ -100,7 +81,7 @@ async def slack(askers: int) -> dict[str, Any]:
                 thinking = first(shown, lambda t: t.startswith(THINKING_MARK))
                 answer = first(shown, lambda t, text=text: t.startswith(f"Answer to: {text}\n"))
                 seen = first(shown, lambda t: True)
-                rows.append(_row(tokens.at[text], seen, thinking, answer, mine))
+                rows.append(_row(tokens.first_token[text], seen, thinking, answer, mine))
             return _summary(rows)
     finally:
         await engine.close(grace=0)
@@ -114,7 +95,7 @@ async def discord(askers: int) -> dict[str, Any]:
 
     fake = FakeDiscord(limits=DiscordLimits())
     await fake.start()
-    tokens, engine = FirstTokens(), ScriptedEngine(script, step_delay=PACE, max_batch=16)
+    tokens, engine = Finished(), ScriptedEngine(script, step_delay=PACE, max_batch=16)
     await engine.start()
     try:
         async with serving(fake, engine, metrics=tokens, budget=limits.budget()) as adapter:
@@ -153,7 +134,7 @@ async def discord(askers: int) -> dict[str, Any]:
                 )
                 replying = [c.at for c in taken if _replies_to(c, message["id"])]
                 seen = min(replying, default=None)
-                rows.append(_row(tokens.at[text], seen, thinking, answer, mine))
+                rows.append(_row(tokens.first_token[text], seen, thinking, answer, mine))
             return _summary(rows)
     finally:
         await engine.close(grace=0)

@@ -22,24 +22,22 @@ from inference.engine import GenerationStats
 from inference.scripted import Script, ScriptedEngine, huatuo_script
 from tests.harness.polling import until
 
-ANSWER = "Answer to: "
-SLACK_WRITES = (
-    "chat.postMessage",
-    "chat.update",
-    "chat.delete",
-    "files.completeUploadExternal",
-)  # how the scripted engine's answers start (inference/scripted.py)
+ANSWER = "Answer to: "  # how the scripted engine's answers start (inference/scripted.py)
+SLACK_WRITES = ("chat.postMessage", "chat.update", "chat.delete", "files.completeUploadExternal")
 
 
 class Finished:
-    """Metrics for the AnswerService that note when each question's answer was ready."""
+    """Metrics for the AnswerService that note when each question's answer began and was ready."""
 
     def __init__(self) -> None:
         self.ready: dict[str, float] = {}  # question text -> time.monotonic() of the last token
+        self.first_token: dict[str, float] = {}  # question text -> ... of the first token
 
     def observe(self, question: Question, outcome: Outcome, stats: GenerationStats | None) -> None:
         if stats is not None and stats.finished_at is not None:
             self.ready[question.text] = stats.finished_at
+        if stats is not None and stats.first_token_at is not None:
+            self.first_token[question.text] = stats.first_token_at
 
     def error(self, kind: str) -> None:
         pass
